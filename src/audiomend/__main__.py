@@ -1,0 +1,3 @@
+from audiomend.cli import run
+
+run()
