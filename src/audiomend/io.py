@@ -59,16 +59,19 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 
 def _soundfile_error(p: Path, err: Exception) -> BadAudioError:
-    reason = str(err).split(":")[-1].strip() or type(err).__name__
-    hint = "" if shutil.which("ffmpeg") else " (installing ffmpeg adds more formats)"
-    return BadAudioError(f"{p}: cannot decode as audio ({reason}); the file is corrupt or truncated, "
-                         f"or not an audio format audiomend reads{hint}")
+    reason = str(err).split(":")[-1].strip().rstrip(".") or type(err).__name__
+    if "does not exist" in reason:  # libsndfile's wording for content it cannot recognise
+        reason = "format not recognised"
+    hint = "ffmpeg could not decode it either" if shutil.which("ffmpeg") else \
+        "installing ffmpeg adds more formats"
+    return BadAudioError(f"{p}: cannot decode as audio ({reason}); the file is corrupt, truncated "
+                         f"or not audio ({hint})")
 
 
-def _ffmpeg_probe(p: Path) -> tuple[int, int]:
-    """Rate and channel count of a file, through ffmpeg (for formats soundfile does not read)."""
-    if not shutil.which("ffmpeg"):
-        raise BadAudioError(f"{p}: format not readable by soundfile; install ffmpeg to read it")
+def _ffmpeg_probe(p: Path) -> tuple[int, int] | None:
+    """Rate and channel count through ffprobe, or None when ffmpeg cannot read the file either."""
+    if not shutil.which("ffprobe"):
+        return None
     proc = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
          "stream=sample_rate,channels", "-of", "csv=p=0", str(p)],
@@ -78,7 +81,7 @@ def _ffmpeg_probe(p: Path) -> tuple[int, int]:
         rate_s, ch_s = proc.stdout.strip().splitlines()[0].split(",")[:2]
         return int(rate_s), int(ch_s)
     except (ValueError, IndexError):
-        raise BadAudioError(f"{p}: not an audio file that soundfile or ffmpeg can decode") from None
+        return None
 
 
 def _ffmpeg_stream(p: Path, channels: int) -> Iterator[NDArray[np.float32]]:
@@ -117,8 +120,9 @@ def info(path: str | os.PathLike) -> AudioInfo:
     try:
         i = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        if shutil.which("ffmpeg"):
-            rate, channels = _ffmpeg_probe(p)
+        probed = _ffmpeg_probe(p) if shutil.which("ffmpeg") else None
+        if probed is not None:
+            rate, channels = probed
             frames = sum(b.shape[1] for b in _ffmpeg_stream(p, channels))
             return AudioInfo(str(p), check_sample_rate(rate, name=str(p)), channels, frames,
                              p.suffix.lstrip(".").upper(), "FLOAT")
@@ -229,6 +233,12 @@ def _raw_blocks(p: Path, header: AudioInfo, block: int, overlap: int) -> Iterato
         yield buffer
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -287,6 +297,7 @@ def save(
     os.close(fd)
     try:
         sf.write(tmp, audio.T, int(sample_rate), subtype=subtype, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
