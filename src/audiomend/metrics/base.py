@@ -1,0 +1,171 @@
+"""The metric registry and the checks every metric shares (validation, pairing, alignment).
+
+A metric is a plain function ``fn(estimate, sample_rate, *, reference=None) -> float`` registered
+under a name with :func:`register`. Reference metrics compare ``estimate`` with ``reference``,
+both at ``sample_rate``; :func:`prepare_pair` validates the pair, matches channels, trims a few
+samples of length difference and refuses pairs that are not two versions of one recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiomend.dsp import check_audio
+from audiomend.errors import MetricError
+
+#: Two signals whose normalised cross-correlation never reaches this are not the same recording.
+MIN_CORRELATION = 0.1
+
+#: Largest length difference that is trimmed, as a fraction of the longer signal.
+MAX_LENGTH_MISMATCH = 0.01
+
+#: A signal whose RMS is below this (-100 dBFS) is treated as silence.
+SILENCE_RMS = 1e-5
+
+MetricFunction = Callable[..., float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its name, what it needs and how to read its value.
+
+    Attributes
+    ----------
+    name : registry key, e.g. ``"pesq_wb"``.
+    needs_reference : True when the metric compares the estimate with a clean reference.
+    higher_is_better : True for quality scores (PESQ, STOI), False for distances (LSD).
+    unit : ``"dB"``, ``"MOS"``, ``"Hz"``, ``"LUFS"``, ``"dBFS"``, ``"FS"`` or ``""``.
+    description : one line for tables and ``--help``.
+    fn : the function ``fn(estimate, sample_rate, *, reference=None) -> float``.
+    """
+
+    name: str
+    needs_reference: bool
+    higher_is_better: bool
+    unit: str
+    description: str
+    fn: MetricFunction
+
+    def __call__(self, estimate: np.ndarray, sample_rate: int, *,
+                 reference: np.ndarray | None = None) -> float:
+        return self.fn(estimate, sample_rate, reference=reference)
+
+
+#: Every registered metric by name, in registration order.
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, *, needs_reference: bool, higher_is_better: bool, unit: str,
+             description: str) -> Callable[[MetricFunction], MetricFunction]:
+    """Function decorator: add the function to :data:`METRICS` under ``name``; returns it unchanged."""
+
+    def wrap(fn: MetricFunction) -> MetricFunction:
+        if name in METRICS and METRICS[name].fn is not fn:
+            raise ValueError(f"metric {name!r} registered twice")
+        METRICS[name] = Metric(name, needs_reference, higher_is_better, unit, description, fn)
+        return fn
+
+    return wrap
+
+
+def check_estimate(estimate: np.ndarray, sample_rate: int, *, metric: str,
+                   min_duration_s: float = 0.0, allow_silence: bool = False
+                   ) -> NDArray[np.float32]:
+    """Validate one signal for ``metric``: float32 ``(channels, samples)``, long enough, not silent."""
+    audio = check_audio(estimate, sample_rate, name="estimate")
+    duration = audio.shape[1] / sample_rate
+    if duration < min_duration_s or audio.shape[1] == 0:
+        raise MetricError(f"{metric}: estimate is {duration:.3f} s long; "
+                          f"this metric needs at least {min_duration_s:g} s")
+    if not allow_silence and _rms(audio) < SILENCE_RMS:
+        raise MetricError(f"{metric}: estimate is silent (RMS below -100 dBFS); "
+                          f"there is nothing to score")
+    return audio
+
+
+def _rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+
+
+def _match_channels(est: np.ndarray, ref: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    if est.shape[0] == ref.shape[0]:
+        return est, ref
+    if ref.shape[0] == 1:
+        return est, np.broadcast_to(ref, (est.shape[0], ref.shape[1]))
+    if est.shape[0] == 1:
+        return np.broadcast_to(est, (ref.shape[0], est.shape[1])), ref
+    raise MetricError(f"{metric}: estimate has {est.shape[0]} channels and reference "
+                      f"{ref.shape[0]}; give the same count (or a mono reference)")
+
+
+def max_normalised_correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """Peak of ``|xcorr(a, b)| / (||a|| ||b||)`` over all lags, and its lag in samples.
+
+    A positive lag means ``a`` is late relative to ``b``. Computed with one FFT.
+
+    >>> x = np.sin(np.arange(1000) / 7.0)
+    >>> round(max_normalised_correlation(x, x)[0], 6)
+    1.0
+    """
+    a = np.asarray(a, np.float64) - np.mean(a)
+    b = np.asarray(b, np.float64) - np.mean(b)
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    if norm == 0:
+        return 0.0, 0
+    size = 1 << int(np.ceil(np.log2(a.size + b.size - 1)))
+    xc = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    # lags 0..len(a)-1 at the start, negative lags -(len(b)-1)..-1 at the end.
+    xc = np.concatenate([xc[size - (b.size - 1):], xc[: a.size]]) if b.size > 1 else xc[: a.size]
+    k = int(np.argmax(np.abs(xc)))
+    return float(np.abs(xc[k]) / norm), k - (b.size - 1)
+
+
+def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int, *,
+                 metric: str, min_duration_s: float = 0.0
+                 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Validate an (estimate, reference) pair and return them with equal shapes.
+
+    Channels: equal counts pair up; a mono side is repeated to the other's count. Lengths: a
+    difference up to 1 % of the longer signal is trimmed from the end of the longer one.
+
+    Raises
+    ------
+    MetricError
+        No reference; lengths differ by more than 1 %; either side silent or shorter than
+        ``min_duration_s``; or the signals are unrelated (normalised cross-correlation peak below
+        0.1 on every channel), which usually means the files were paired wrongly.
+    """
+    if reference is None:
+        raise MetricError(f"{metric} compares with a clean reference; pass reference=")
+    est = check_estimate(estimate, sample_rate, metric=metric, min_duration_s=min_duration_s)
+    ref = check_audio(reference, sample_rate, name="reference")
+    if _rms(ref) < SILENCE_RMS:
+        raise MetricError(f"{metric}: reference is silent (RMS below -100 dBFS); "
+                          f"it cannot serve as a reference")
+    n_est, n_ref = est.shape[1], ref.shape[1]
+    if n_est != n_ref:
+        longer = max(n_est, n_ref)
+        if abs(n_est - n_ref) > MAX_LENGTH_MISMATCH * longer:
+            raise MetricError(
+                f"{metric}: estimate has {n_est} samples and reference {n_ref} "
+                f"({n_est / sample_rate:.3f} s vs {n_ref / sample_rate:.3f} s at {sample_rate} Hz); "
+                f"they differ by more than 1 %, so they are not two versions of one recording "
+                f"(or one was cut or resampled; check both files' rates)")
+        n = min(n_est, n_ref)
+        est, ref = est[:, :n], ref[:, :n]
+    est, ref = _match_channels(est, ref, metric)
+    peaks = [max_normalised_correlation(e, r)[0] for e, r in zip(est, ref)]
+    if max(peaks) < MIN_CORRELATION:
+        raise MetricError(
+            f"{metric}: estimate and reference look unrelated (normalised cross-correlation "
+            f"peak {max(peaks):.3f} < {MIN_CORRELATION}); check that the files are paired correctly")
+    return np.ascontiguousarray(est), np.ascontiguousarray(ref)
+
+
+def per_channel_mean(values: list[float]) -> float:
+    """Mean of per-channel scores as a Python float."""
+    return float(np.mean(np.asarray(values, dtype=np.float64)))
