@@ -69,7 +69,10 @@ def app() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     try:
-        app.main(args=argv, prog_name="audiomend", standalone_mode=False)
+        rv = app.main(args=argv, prog_name="audiomend", standalone_mode=False)
+        # With standalone_mode=False click *returns* the code of ctx.exit(n) / Exit(n).
+        if isinstance(rv, int) and not isinstance(rv, bool):
+            return rv
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
