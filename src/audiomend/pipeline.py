@@ -1,0 +1,607 @@
+"""Planning and running a restoration: :func:`plan` (pure), :func:`restore`, :func:`restore_file`.
+
+``restore_file`` makes two streamed passes over the input and never holds it whole:
+
+1. :func:`audiomend.diagnose.diagnose_file` measures what is wrong;
+2. :func:`plan` turns the :class:`~audiomend.diagnose.Diagnosis` into stages with concrete
+   parameters, in repair order ``dehum -> declick -> declip -> denoise -> dereverb -> bandwidth
+   -> loudness``;
+3. the input is streamed through a chain of the stages' processors (a resampler sits before
+   ``bandwidth`` when the output rate differs) and written block by block to a temporary file
+   in the output folder, renamed over the output only when complete.
+
+Output is sample-aligned with the input and exactly ``round(n * out_rate / in_rate)`` samples
+long; it does not depend on the block size.
+
+Examples
+--------
+>>> from audiomend.diagnose import Diagnosis, NoiseFinding
+>>> clean = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-18.0)
+>>> plan(clean)
+[]
+>>> noisy = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-18.0,
+...                   noise=NoiseFinding(8.0, 0.9, True))
+>>> [s.name for s in plan(noisy, skip=())]  # doctest: +SKIP
+['denoise']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from audiomend.diagnose import Diagnosis, diagnose, diagnose_file
+from audiomend.dsp import check_audio, check_sample_rate
+from audiomend.errors import BadOptionError
+from audiomend.stream import ChainProcessor, ResampleProcessor
+
+#: Stage names ``restore`` plans, in repair order.
+REPAIR_ORDER = ("dehum", "declick", "declip", "denoise", "dereverb", "bandwidth", "loudness")
+
+#: Loudness correction: leave the level alone when within this many LU of the target.
+LOUDNESS_TOLERANCE_LU = 3.0
+
+#: Denoisers ``--denoiser`` accepts (the Denoise stage's backends).
+DENOISERS = ("classical", "neural", "rnnoise", "deepfilternet")
+
+Progress = Callable[[int, int], None]
+
+
+def _registry() -> dict[str, type]:
+    from audiomend.stages import STAGES
+
+    return STAGES
+
+
+def check_stage_names(names: Iterable[str], *, option: str = "stages") -> list[str]:
+    """Validate stage names against :data:`REPAIR_ORDER`; return them as a list.
+
+    >>> check_stage_names(["denoise", "declip"])
+    ['denoise', 'declip']
+    """
+    names = [str(n).strip() for n in names if str(n).strip()]
+    unknown = [n for n in names if n not in REPAIR_ORDER]
+    if unknown:
+        raise BadOptionError(f"{option}: unknown stage {', '.join(map(repr, unknown))}; "
+                             f"valid stages: {', '.join(REPAIR_ORDER)}")
+    return names
+
+
+def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    return float(min(max(x, lo), hi))
+
+
+def _ramp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
+    """Linear map of ``x`` from [x0, x1] to [y0, y1], clamped at the ends."""
+    if not math.isfinite(x):
+        return y1
+    t = _clamp((x - x0) / (x1 - x0))
+    return y0 + t * (y1 - y0)
+
+
+def _severity(name: str, d: Diagnosis, out_rate: int) -> float:
+    """How hard a stage should work, in [0, 1], from the finding's value and confidence.
+
+    The ramps run from the ``present`` threshold (mild damage, gentle repair) to heavy damage
+    (full strength), and are scaled by ``0.5 + 0.5 * confidence``, so an unsure finding is
+    repaired more gently. Stages whose damage is absent but which were asked for explicitly
+    run at full strength.
+    """
+    if name == "dehum":
+        sev = 1.0  # notches on the measured harmonics: exact, no reason to be gentle
+        finding = d.hum
+    elif name == "declick":
+        sev, finding = 1.0, d.clicks
+    elif name == "declip":
+        sev = _ramp(d.clipping.fraction, 0.0, 0.01, 0.6, 1.0)
+        finding = d.clipping
+    elif name == "denoise":
+        sev = _ramp(d.noise.snr_db, 25.0, 5.0, 0.4, 1.0)
+        finding = d.noise
+    elif name == "dereverb":
+        sev = _ramp(d.reverb.rt60_s, 0.4, 1.2, 0.4, 1.0)
+        finding = d.reverb
+    elif name == "bandwidth":
+        sev, finding = 1.0, d.bandwidth
+    else:
+        return 1.0
+    if not finding.present:
+        return sev
+    return sev * (0.5 + 0.5 * _clamp(finding.confidence))
+
+
+def _bandwidth_cutoff_hz(d: Diagnosis, out_rate: int) -> float | None:
+    """The band edge to extend from, or None when there is nothing to extend at ``out_rate``."""
+    in_nyquist = d.sample_rate / 2.0
+    cutoff = d.bandwidth.cutoff_hz if math.isfinite(d.bandwidth.cutoff_hz) else in_nyquist
+    if out_rate > d.sample_rate:
+        cutoff = min(cutoff, 0.95 * in_nyquist)   # the resampled input stops at its old Nyquist
+    if cutoff >= 0.9 * out_rate / 2.0:
+        return None
+    return float(cutoff)
+
+
+def _loudness_gain_db(d: Diagnosis, target_lufs: float) -> float | None:
+    """Gain to bring the measured loudness to the target, or None when it is fine as it is."""
+    if not math.isfinite(d.loudness_lufs):
+        return None
+    gain = target_lufs - d.loudness_lufs
+    if abs(gain) <= LOUDNESS_TOLERANCE_LU:
+        return None
+    return float(gain)
+
+
+def plan(
+    diagnosis: Diagnosis,
+    *,
+    stages: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    strength: float = 1.0,
+    target_lufs: float = -16.0,
+    sample_rate: int | None = None,
+    denoiser: str = "classical",
+) -> list:
+    """Choose the repair stages and their parameters from a diagnosis. Pure: no audio.
+
+    Parameters
+    ----------
+    diagnosis : Diagnosis of the input.
+    stages : names of stages to run (forced, even where the damage is not found), in any
+        order; None lets the diagnosis decide. Valid names: :data:`REPAIR_ORDER`.
+    skip : names of stages never to run.
+    strength : float in [0, 1], scales every stage's strength (0 = leave the audio alone).
+    target_lufs : float, the integrated loudness to aim for. The level is changed only when it
+        is more than :data:`LOUDNESS_TOLERANCE_LU` away (a level that is roughly right is the
+        producer's choice; a recording 20 dB too quiet is damage).
+    sample_rate : int or None, the output rate in Hz (None = the input's). When higher than the
+        input's, ``bandwidth`` extends the band up to the new Nyquist.
+    denoiser : the Denoise backend (``classical``, ``neural``, ...).
+
+    Returns
+    -------
+    list of Stage, in repair order. Empty for a clean recording at a sensible level.
+
+    Raises
+    ------
+    BadOptionError
+        Unknown stage names, strength outside [0, 1], implausible rates.
+
+    Examples
+    --------
+    >>> from audiomend.diagnose import Diagnosis
+    >>> quiet = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-50.0)
+    >>> [s.to_dict() for s in plan(quiet)]  # doctest: +SKIP
+    [{'name': 'loudness', 'gain_db': 34.0, 'true_peak_dbfs': -1.0}]
+    """
+    forced = check_stage_names(stages or [], option="--stages")
+    skipped = set(check_stage_names(skip, option="--skip"))
+    if not 0.0 <= float(strength) <= 1.0:
+        raise BadOptionError(f"--strength must be in [0, 1], got {strength}")
+    if not math.isfinite(float(target_lufs)) or not -70.0 <= float(target_lufs) <= 0.0:
+        raise BadOptionError(f"--target-lufs must be in [-70, 0] LUFS, got {target_lufs}")
+    out_rate = diagnosis.sample_rate if sample_rate is None else \
+        check_sample_rate(sample_rate, name="--sample-rate")
+    d = diagnosis
+    wanted = {
+        "dehum": d.hum.present or d.dc.present,
+        "declick": d.clicks.present,
+        "declip": d.clipping.present,
+        "denoise": d.noise.present,
+        "dereverb": d.reverb.present,
+        "bandwidth": d.bandwidth.present or out_rate > d.sample_rate,
+        "loudness": d.level.present or _loudness_gain_db(d, target_lufs) is not None,
+    }
+    if stages is not None:
+        wanted = {name: name in forced for name in REPAIR_ORDER}
+    if strength == 0.0:
+        return []
+    registry = _registry()
+    out: list = []
+    for name in REPAIR_ORDER:
+        if not wanted[name] or name in skipped:
+            continue
+        if name not in registry:
+            raise BadOptionError(f"stage {name!r} is not available in this installation")
+        stage = _make_stage(registry[name], name, d, strength=float(strength),
+                            target_lufs=float(target_lufs), out_rate=out_rate,
+                            denoiser=denoiser, forced=name in forced)
+        if stage is not None:
+            out.append(stage)
+    return out
+
+
+def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_lufs: float,
+                out_rate: int, denoiser: str, forced: bool):
+    s = round(_clamp(strength * _severity(name, d, out_rate)), 3)
+    fields = {f.name for f in dataclasses.fields(cls)}
+
+    def build(**kwargs: Any):
+        return cls(**{k: v for k, v in kwargs.items() if k in fields})
+
+    if name == "dehum":
+        mains = d.hum.mains_hz if d.hum.mains_hz in (50.0, 60.0) else 50.0
+        harmonics = 8 if (d.hum.present or forced) else 0
+        return build(mains_hz=float(mains), n_harmonics=harmonics, strength=s, remove_dc=True)
+    if name == "declick":
+        return build(strength=s)
+    if name == "declip":
+        level = d.clipping.level if d.clipping.present and math.isfinite(d.clipping.level) else None
+        return build(level=level, strength=s)
+    if name == "denoise":
+        return build(strength=s, backend=denoiser)
+    if name == "dereverb":
+        return build(strength=s)
+    if name == "bandwidth":
+        cutoff = _bandwidth_cutoff_hz(d, out_rate)
+        if cutoff is None:
+            return None
+        return build(cutoff_hz=round(cutoff, 1), strength=s)
+    if name == "loudness":
+        gain = _loudness_gain_db(d, target_lufs)
+        if gain is None and not forced:
+            return None
+        if gain is None:
+            gain = target_lufs - d.loudness_lufs if math.isfinite(d.loudness_lufs) else 0.0
+        # strength scales the correction in dB: 0.5 moves half way to the target.
+        return build(gain_db=round(gain * strength, 2), true_peak_dbfs=-1.0)
+    raise AssertionError(name)  # REPAIR_ORDER is closed
+
+
+# --------------------------------------------------------------------------------------------
+# Options and results
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """Everything that decides a restoration's output (hashed by the batch engine).
+
+    Parameters
+    ----------
+    stages : tuple of stage names to force (None = decided by the diagnosis).
+    skip : tuple of stage names never to run.
+    strength : float in [0, 1], overall strength.
+    target_lufs : float, loudness target.
+    sample_rate : int or None, output rate in Hz (None = the input's).
+    denoiser : Denoise backend.
+    block_s : float > 0, streaming block length in seconds (does not change the output).
+    subtype : soundfile subtype of the output (None = the input's where the format allows).
+
+    Examples
+    --------
+    >>> RestoreOptions().settings_hash() == RestoreOptions(block_s=10.0).settings_hash()
+    True
+    >>> RestoreOptions(strength=0.5).to_dict()["strength"]
+    0.5
+    """
+
+    stages: tuple[str, ...] | None = None
+    skip: tuple[str, ...] = ()
+    strength: float = 1.0
+    target_lufs: float = -16.0
+    sample_rate: int | None = None
+    denoiser: str = "classical"
+    block_s: float = 10.0
+    subtype: str | None = None
+
+    def __post_init__(self) -> None:
+        # Accept lists for convenience, store tuples so the dataclass stays hashable.
+        if self.stages is not None and not isinstance(self.stages, tuple):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        if not isinstance(self.skip, tuple):
+            object.__setattr__(self, "skip", tuple(self.skip))
+        if not self.block_s > 0:
+            raise BadOptionError(f"block_s must be > 0 seconds, got {self.block_s}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stages"] = None if self.stages is None else list(self.stages)
+        d["skip"] = list(self.skip)
+        return d
+
+    def settings_hash(self) -> str:
+        """sha256 of the options that change the output (``block_s`` does not), as hex."""
+        d = self.to_dict()
+        d.pop("block_s")
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def plan(self, diagnosis: Diagnosis) -> list:
+        return plan(diagnosis, stages=self.stages, skip=self.skip, strength=self.strength,
+                    target_lufs=self.target_lufs, sample_rate=self.sample_rate,
+                    denoiser=self.denoiser)
+
+
+@dataclass
+class RestoreResult:
+    """What :func:`restore_file` did: the diagnosis, the stages, the timing."""
+
+    input_path: str
+    output_path: str
+    diagnosis: Diagnosis
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+    processing_s: float = 0.0
+    rtf: float = 0.0
+    sample_rate: int = 0
+    report_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_path": self.input_path, "output_path": self.output_path,
+                "diagnosis": self.diagnosis.to_dict(), "stages": self.stages,
+                "duration_s": self.duration_s, "processing_s": self.processing_s,
+                "rtf": self.rtf, "sample_rate": self.sample_rate,
+                "report_path": self.report_path}
+
+
+# --------------------------------------------------------------------------------------------
+# The streamed chain
+
+
+class RestoreChain:
+    """The planned stages as one streaming object: input rate in, output rate out, aligned.
+
+    ``stages`` run in order; a resampler from ``in_rate`` to ``out_rate`` is inserted before the
+    first ``bandwidth`` or ``loudness`` stage (or at the end). The total output is exactly
+    ``round(n_in * out_rate / in_rate)`` samples.
+    """
+
+    def __init__(self, stages: Sequence, in_rate: int, out_rate: int, channels: int) -> None:
+        self.in_rate, self.out_rate, self.channels = int(in_rate), int(out_rate), int(channels)
+        cut = next((i for i, s in enumerate(stages) if s.name in ("bandwidth", "loudness")),
+                   len(stages))
+        self._before = ChainProcessor(channels, [s.processor(in_rate, channels)
+                                                 for s in stages[:cut]])
+        self._resample = ResampleProcessor(channels, in_rate, out_rate) \
+            if in_rate != out_rate else None
+        self._after = ChainProcessor(channels, [s.processor(out_rate, channels)
+                                                for s in stages[cut:]])
+        self._n_in = 0
+        self._n_out = 0
+
+    def _through(self, block: np.ndarray, last: bool) -> NDArray[np.float32]:
+        parts = [self._before.process(block)] if block.shape[1] else []
+        if last:
+            parts.append(self._before.flush())
+        y = np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0), np.float32)
+        if self._resample is not None:
+            z = [self._resample.process(y)]
+            if last:
+                z.append(self._resample.flush())
+            y = np.concatenate(z, axis=1)
+        out = [self._after.process(y)]
+        if last:
+            out.append(self._after.flush())
+        return np.concatenate(out, axis=1)
+
+    def expected_output(self, n_in: int) -> int:
+        return int(round(n_in * self.out_rate / self.in_rate))
+
+    def process(self, block: np.ndarray) -> NDArray[np.float32]:
+        """Feed ``(channels, n)`` at ``in_rate``; return the output ready so far at ``out_rate``."""
+        self._n_in += block.shape[1]
+        y = self._through(block, last=False)
+        # Never emit beyond the final length (only a resampler's transient could).
+        y = y[:, : max(self.expected_output(self._n_in) - self._n_out, 0)]
+        self._n_out += y.shape[1]
+        return y
+
+    def flush(self) -> NDArray[np.float32]:
+        """End of stream: the rest of the output, padded or trimmed to the exact length."""
+        y = self._through(np.zeros((self.channels, 0), np.float32), last=True)
+        want = self.expected_output(self._n_in) - self._n_out
+        if y.shape[1] < want:
+            y = np.concatenate([y, np.zeros((self.channels, want - y.shape[1]), np.float32)],
+                               axis=1)
+        y = y[:, :want]
+        self._n_out += y.shape[1]
+        return y
+
+    def run(self, audio: np.ndarray) -> NDArray[np.float32]:
+        return np.concatenate([self.process(audio), self.flush()], axis=1)
+
+
+def restore(audio: np.ndarray, sample_rate: int,
+            options: RestoreOptions = RestoreOptions()) -> tuple[NDArray[np.float32], int]:
+    """Diagnose and repair a recording held in memory.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(channels, samples)], float32.
+    sample_rate : int, Hz.
+    options : RestoreOptions.
+
+    Returns
+    -------
+    audio : np.ndarray [shape=(channels, round(samples * out_rate / sample_rate)), float32]
+    sample_rate : int, the output rate.
+
+    Examples
+    --------
+    >>> x = np.zeros((1, 1600), np.float32)
+    >>> y, rate = restore(x, 16000)
+    >>> y.shape, rate
+    ((1, 1600), 16000)
+    """
+    audio = check_audio(audio, sample_rate)
+    out_rate = options.sample_rate or sample_rate
+    d = diagnose(audio, sample_rate, block_s=options.block_s)
+    stages = options.plan(d)
+    chain = RestoreChain(stages, sample_rate, out_rate, audio.shape[0])
+    return chain.run(audio), int(out_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists() and os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def output_format(output_path: Path, input_path: Path | None, subtype: str | None) -> tuple[str, str]:
+    """The soundfile (format, subtype) for ``output_path``: the input's subtype where possible."""
+    import soundfile as sf
+
+    from audiomend.io import DEFAULT_SUBTYPES, WRITABLE_FORMATS
+
+    fmt = WRITABLE_FORMATS.get(output_path.suffix.lower())
+    if fmt is None:
+        raise BadOptionError(f"{output_path}: cannot write {output_path.suffix or 'files without an extension'}; "
+                             f"use one of {', '.join(sorted(WRITABLE_FORMATS))}")
+    if subtype is None and input_path is not None:
+        try:
+            like = sf.info(str(input_path)).subtype
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            like = None
+        if like and sf.check_format(fmt, like):
+            subtype = like
+    subtype = subtype or DEFAULT_SUBTYPES[fmt]
+    if not sf.check_format(fmt, subtype):
+        raise BadOptionError(f"{output_path}: format {fmt} cannot hold subtype {subtype}")
+    return fmt, subtype
+
+
+class AtomicWriter:
+    """Write blocks to a temporary file next to ``path``; rename it over ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str) -> None:
+        self.path = Path(path)
+        self._clip = subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM")) or fmt in {"MP3", "OGG"}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        import soundfile as sf
+
+        try:
+            self._file = sf.SoundFile(str(self.tmp), "w", samplerate=int(sample_rate),
+                                      channels=int(channels), subtype=subtype, format=fmt)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        if block.shape[1] == 0:
+            return
+        if self._clip:
+            block = np.clip(block, -1.0, 1.0)
+        self._file.write(np.ascontiguousarray(block.T))
+        self.frames += block.shape[1]
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._file.close()
+        finally:
+            if exc_type is None:
+                mode = 0o666 & ~_umask()
+                os.chmod(self.tmp, mode)
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def restore_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    options: RestoreOptions = RestoreOptions(),
+    *,
+    progress: Progress | None = None,
+    report_path: str | os.PathLike | None = None,
+) -> RestoreResult:
+    """Diagnose and repair a file, streaming it (memory does not grow with its length).
+
+    Parameters
+    ----------
+    input_path : an audio file audiomend reads.
+    output_path : where to write; the extension picks the format. Written atomically (a
+        temporary file in the same folder, renamed when complete). Must not be the input.
+    options : RestoreOptions.
+    progress : callable ``(samples_done, samples_total)`` or None. Both passes count: the total
+        is twice the input's length in samples.
+    report_path : write an HTML report there (spectrograms and scores on the first 60 s).
+
+    Returns
+    -------
+    RestoreResult
+
+    Raises
+    ------
+    BadAudioError
+        The input is missing, empty, corrupt or non-finite.
+    BadOptionError
+        Output equal to the input, unwritable format, bad options.
+    """
+    from audiomend.io import blocks, info
+
+    t0 = time.perf_counter()
+    src, dst = Path(input_path), Path(output_path)
+    header = info(src)
+    if _same_path(src, dst):
+        raise BadOptionError(f"{dst}: refusing to overwrite the input file; choose another output path")
+    if dst.is_dir():
+        raise BadOptionError(f"{dst}: is a directory; give an output file name")
+    fmt, subtype = output_format(dst, src, options.subtype)
+    in_rate, channels, total = header.sample_rate, header.channels, header.frames
+    out_rate = check_sample_rate(options.sample_rate, name="--sample-rate") \
+        if options.sample_rate else in_rate
+
+    def first_pass(done: int, _total: int) -> None:
+        if progress is not None:
+            progress(min(done, total), 2 * total)
+
+    diagnosis = diagnose_file(src, block_s=options.block_s, progress=first_pass)
+    stages = options.plan(diagnosis)
+    chain = RestoreChain(stages, in_rate, out_rate, channels)
+    done = 0
+    with AtomicWriter(dst, out_rate, channels, fmt, subtype) as writer:
+        for block in blocks(src, block_s=options.block_s):
+            writer.write(chain.process(block))
+            done += block.shape[1]
+            if progress is not None:
+                progress(total + min(done, total), 2 * total)
+        writer.write(chain.flush())
+    processing_s = time.perf_counter() - t0
+    duration_s = diagnosis.duration_s
+    result = RestoreResult(
+        input_path=str(src), output_path=str(dst), diagnosis=diagnosis,
+        stages=[s.to_dict() for s in stages], duration_s=duration_s,
+        processing_s=processing_s, rtf=processing_s / duration_s if duration_s else 0.0,
+        sample_rate=out_rate,
+    )
+    if report_path is not None:
+        from audiomend.report import write_file_report  # report sits above the pipeline
+
+        result.report_path = str(write_file_report(report_path, src, dst, diagnosis,
+                                                   result.stages))
+    return result
