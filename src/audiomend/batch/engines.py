@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -111,12 +112,29 @@ def limit_threads() -> None:
     _threads_limited = True
 
 
-def _init_local_worker() -> None:
+def _init_local_worker(parent_pid: int) -> None:
     import signal
 
     # Ctrl-C goes to the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
     limit_threads()
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when the batch process dies (kill -9), so
+    no orphan keeps writing into the output folder while a rerun starts."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _one_line(err: BaseException, input_path: str) -> str:
@@ -263,7 +281,8 @@ def run_local(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
     ctx = multiprocessing.get_context("spawn")
     while queue:
         with _environ(SINGLE_THREAD_ENV):
-            pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_local_worker)
+            pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx,
+                                       initializer=_init_local_worker, initargs=(os.getpid(),))
         pending: dict[Any, Job] = {}
         broken = False
         try:
