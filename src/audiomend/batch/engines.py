@@ -217,7 +217,7 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
         record.update(
             status="done", output_sha256=sha256_file(out), duration_s=float(duration_s),
             processing_s=processing_s, rtf=processing_s / max(float(duration_s), 1e-9),
-            stages=[getattr(s, "name", str(s)) for s in stages] if stages is not None else None,
+            stages=[_stage_dict(s) for s in stages] if stages is not None else None,
             diagnosis=diagnosis,
         )
         if want_scores:
@@ -231,6 +231,14 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
         record.update(status="failed", error=_one_line(err, job.input_path),
                       processing_s=time.perf_counter() - t0)
     return record
+
+
+def _stage_dict(stage: Any) -> Any:
+    if isinstance(stage, (dict, str)):
+        return stage
+    if hasattr(stage, "to_dict"):
+        return stage.to_dict()
+    return getattr(stage, "name", str(stage))
 
 
 def _worker_died(job: Job, detail: str) -> dict:

@@ -63,7 +63,7 @@ class JournalRecord:
     duration_s : audio duration in seconds; processing_s : wall time in the worker, seconds;
     rtf : processing_s / duration_s.
     error : one-line reason (failed only).
-    stages : names of the stages that ran; diagnosis : the diagnosis as a dict;
+    stages : the stages that ran (``{"name": ..., **parameters}``); diagnosis : the diagnosis as a dict;
     scores : reference-free scores ``{"before": {...}, "after": {...}}`` when a report was asked.
     time : when the line was written (seconds since epoch).
     """
@@ -82,7 +82,7 @@ class JournalRecord:
     processing_s: float | None = None
     rtf: float | None = None
     error: str | None = None
-    stages: list[str] | None = None
+    stages: list[Any] | None = None
     diagnosis: dict[str, Any] | None = None
     scores: dict[str, Any] | None = None
     time: float = field(default_factory=time.time)

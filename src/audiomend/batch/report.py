@@ -121,7 +121,8 @@ def batch_report_html(records: Iterable[JournalRecord], *, title: str = "audiome
         after = (r.scores or {}).get("after") or {}
         cells = "".join(f"<td class='num'>{_fmt(before.get(k), p)} → {_fmt(after.get(k), p)}</td>"
                         for k, _, p in cols)
-        stages = ", ".join(r.stages or [])
+        stages = ", ".join(s.get("name", "?") if isinstance(s, dict) else str(s)
+                           for s in (r.stages or []))
         out.append(f"<tr><td>{html.escape(r.input)}<br>→ {html.escape(r.output)}</td><td>done</td>"
                    f"<td class='num'>{_fmt(r.duration_s, '{:.1f}')}</td>"
                    f"<td class='num'>{_fmt(r.rtf, '{:.3f}')}</td>"

@@ -13,9 +13,6 @@ import click
 
 from audiomend.errors import AudiomendError, BadOptionError
 
-_RESTORE_FIELDS = ("stages", "skip", "strength", "target_lufs", "sample_rate", "denoiser")
-
-
 def _names(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -23,20 +20,26 @@ def _names(value: str | None) -> tuple[str, ...] | None:
 
 
 def restore_option_decorators(f: Any) -> Any:
-    """The ``restore`` options (same names, same meaning) for commands that build RestoreOptions."""
+    """The options of ``audiomend restore`` (same names, types and ranges), defaulting to None so
+    that only what is given overrides :class:`~audiomend.pipeline.RestoreOptions`' defaults."""
     for deco in reversed([
         click.option("--stages", default=None, metavar="NAMES",
-                     help="Comma-separated stages to run, in this order (default: chosen by the "
-                          "diagnosis)."),
+                     help="Run exactly these stages (comma-separated), found or not: dehum, "
+                          "declick, declip, denoise, dereverb, bandwidth, loudness."),
         click.option("--skip", default=None, metavar="NAMES",
-                     help="Comma-separated stages never to run."),
-        click.option("--strength", type=float, default=None,
-                     help="Overall repair strength, 0 (gentle) to 1 (full)."),
+                     help="Never run these stages (comma-separated)."),
+        click.option("--strength", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="Overall repair strength, 0 (leave alone) to 1  [default: 1.0]."),
         click.option("--target-lufs", type=float, default=None,
-                     help="Loudness target in LUFS."),
-        click.option("--sample-rate", type=int, default=None,
-                     help="Output sample rate in Hz (default: the input's)."),
-        click.option("--denoiser", default=None, help="Which denoiser to use."),
+                     help="Loudness target in LUFS  [default: -16.0]."),
+        click.option("--sample-rate", "sample_rate", type=click.IntRange(min=1), default=None,
+                     help="Output sample rate in Hz (default: each input's)."),
+        click.option("--denoiser", default=None,
+                     help="Denoiser backend of the denoise stage  [default: classical]."),
+        click.option("--subtype", default=None,
+                     help="Output subtype, e.g. PCM_24, FLOAT (default: each input's)."),
+        click.option("--block-s", type=click.FloatRange(min=0.1), default=None,
+                     help="Streaming block length in seconds (memory only)  [default: 10]."),
     ]):
         f = deco(f)
     return f
@@ -56,6 +59,23 @@ def build_options(**given: Any) -> Any:
         if isinstance(e, AudiomendError):
             raise
         raise BadOptionError(str(e)) from None
+
+
+def check_options(jobs: list[Any]) -> None:
+    """Refuse unknown stage names (in the options or a manifest row) before anything runs."""
+    try:
+        from audiomend.pipeline import RestoreOptions, check_stage_names
+    except ImportError:
+        return
+    seen = set()
+    for job in jobs:
+        o = job.options
+        if not isinstance(o, RestoreOptions) or o in seen:
+            continue
+        seen.add(o)
+        if o.stages is not None:
+            check_stage_names(o.stages, option="--stages")
+        check_stage_names(o.skip, option="--skip")
 
 
 def _load_function(spec: str) -> Any:
@@ -173,7 +193,7 @@ class _Progress:
 @click.pass_context
 def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None, skip: str | None,
             strength: float | None, target_lufs: float | None, sample_rate: int | None,
-            denoiser: str | None, workers: int | None, engine: str, scheduler: str | None,
+            denoiser: str | None, subtype: str | None, block_s: float | None, workers: int | None, engine: str, scheduler: str | None,
             fmt: str | None, force: bool, quiet: bool, report_path: Path | None, dnsmos: bool,
             as_json: bool, function_spec: str | None) -> None:
     """Restore every audio file in IN_DIR (or listed in a CSV/JSONL manifest) into OUT_DIR.
@@ -203,7 +223,7 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
     if dnsmos and report_path is None:
         usage("--dnsmos only applies with --report")
     given = dict(stages=stages, skip=skip, strength=strength, target_lufs=target_lufs,
-                 sample_rate=sample_rate, denoiser=denoiser)
+                 sample_rate=sample_rate, denoiser=denoiser, subtype=subtype, block_s=block_s)
     try:
         fn = _load_function(function_spec) if function_spec else None
         if fn is not None and getattr(fn, "build_options", None):
@@ -216,6 +236,7 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
             jobs = jobs_from_manifest(source, out_dir, options=options, fmt=fmt)
         else:
             raise BadOptionError(f"{source}: give a folder or a .csv/.jsonl manifest")
+        check_options(jobs)
     except BadOptionError as e:
         usage(str(e))
         return
