@@ -142,7 +142,7 @@ def estimate_lag(estimate: np.ndarray, reference: np.ndarray, sample_rate: int, 
     denom = left - 2 * values[k] + right
     if denom < 0:
         lag += float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
-    return lag
+    return round(lag, 6) + 0.0  # no -0.0 or 1e-22 noise in the tables
 
 
 def residual_lag(output: np.ndarray, degraded: np.ndarray, reference: np.ndarray,
