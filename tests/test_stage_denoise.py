@@ -17,7 +17,6 @@ from audiomend.stages.denoise import Denoise, NoiseEstimate, denoise, estimate_n
 from audiomend.stream import run_blocks, split_blocks
 
 
-
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     ref, est = np.asarray(ref, np.float64).ravel(), np.asarray(est, np.float64).ravel()
     scale = np.dot(est, ref) / np.dot(ref, ref)
@@ -153,9 +152,9 @@ def test_strength_zero_is_bypass(noisy_5db):
 
 
 def test_strength_and_limit_order_the_attenuation(noisy_5db):
-    _, noisy, noise, rate = noisy_5db
+    _, noisy, _, rate = noisy_5db
     energy = [np.mean(denoise(noisy[None], rate, **kw) ** 2) for kw in (
-        dict(strength=0.3), dict(strength=1.0, attenuation_limit_db=6.0), dict(strength=1.0))]
+        {"strength": 0.3}, {"strength": 1.0, "attenuation_limit_db": 6.0}, {"strength": 1.0})]
     # more strength removes more; a 6 dB limit removes at most 6 dB
     assert energy[0] > energy[2]
     assert energy[1] >= np.mean(noisy ** 2) * 10 ** (-6.2 / 10)
