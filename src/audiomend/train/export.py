@@ -1,0 +1,67 @@
+"""Export a trained run to ONNX with the recurrent state as explicit input and output.
+
+Writes ``NAME.onnx`` and a ``NAME.json`` sidecar (rate, frame, hop, bins, state shape, version,
+training data summary, validation scores, sha256). Loading the shipped model never unpickles:
+onnxruntime reads the ONNX graph, the sidecar is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiomend import __version__
+from audiomend.errors import BadOptionError
+from audiomend.train.network import FRAME_LENGTH, HOP_LENGTH, N_BINS, SAMPLE_RATE, MaskGRU
+
+
+def load_run(run_dir: str | Path) -> MaskGRU:
+    """The model of a run folder's checkpoint (read with ``weights_only=True``)."""
+    checkpoint = Path(run_dir) / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise BadOptionError(f"{run_dir}: no checkpoint.pt; train first (audiomend train ... --out {run_dir})")
+    model = MaskGRU()
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
+    return model.eval()
+
+
+def export(run_dir: str | Path, out_path: str | Path) -> Path:
+    """Export ``run_dir``'s checkpoint to ``out_path`` (.onnx) plus its .json sidecar."""
+    run_dir, out_path = Path(run_dir), Path(out_path)
+    model = load_run(run_dir)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    magnitude = torch.rand(1, 7, N_BINS)
+    state = model.initial_state(1)
+    torch.onnx.export(
+        model, (magnitude, state), str(out_path), input_names=["magnitude", "state_in"],
+        output_names=["gains", "state_out"], dynamic_axes={"magnitude": {1: "frames"}, "gains": {1: "frames"}},
+        opset_version=17, dynamo=False,
+    )
+    digest = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    log = run_dir / "log.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+    validation = [r for r in rows if "pesq_wb" in r]
+    data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+    meta = {
+        "name": out_path.stem, "sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH,
+        "hop_length": HOP_LENGTH, "n_bins": N_BINS, "window": "sqrt-hann (periodic)",
+        "state_shape": list(state.shape), "version": __version__, "sha256": digest,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": {"steps": validation[-1]["step"] if validation else None,
+                     "validation": validation[-1] if validation else None, "data": data,
+                     "config": json.loads((run_dir / "config.json").read_text())
+                     if (run_dir / "config.json").exists() else None},
+    }
+    out_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out_path
+
+
+def torch_gains(model: MaskGRU, magnitude: np.ndarray) -> np.ndarray:
+    """Gains of the torch model for ``(frames, bins)`` magnitudes, one call from a zero state."""
+    with torch.no_grad():
+        gains, _ = model(torch.from_numpy(magnitude[np.newaxis]), model.initial_state(1))
+    return gains[0].numpy()

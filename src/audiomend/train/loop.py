@@ -1,0 +1,181 @@
+"""The training loop: background-friendly, checkpointed, resumable, with validation and a curve.
+
+A run folder holds ``config.json`` (everything needed to resume), ``checkpoint.pt`` (model,
+optimiser, step and RNG state; loaded with ``weights_only=True``), ``log.jsonl`` (one line per
+logged step and per validation) and ``curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiomend.train.data import Mixer, MixSettings, load_noises, load_rirs, load_speech
+from audiomend.train.network import SAMPLE_RATE, MaskGRU, count_parameters, istft, stft
+
+
+@dataclass
+class TrainConfig:
+    speech: list[str]
+    noise: list[str]
+    rir: list[str] = field(default_factory=list)
+    steps: int = 8000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    threads: int = 1
+    log_every: int = 25
+    validate_every: int = 500
+    checkpoint_every: int = 200
+    validation_examples: int = 24
+    holdout_every: int = 20  # every Nth speech clip and noise is held out for validation
+
+
+def compressed_spectral_loss(estimate: torch.Tensor, target: torch.Tensor, c: float = 0.3) -> torch.Tensor:
+    """Mean squared error of power-law compressed magnitudes plus compressed complex spectra
+    (as in DeepFilterNet and GTCRN): weights quiet bins more than a plain MSE would."""
+    est_mag = estimate.abs().clamp_min(1e-8)
+    tgt_mag = target.abs().clamp_min(1e-8)
+    est_c, tgt_c = est_mag.pow(c), tgt_mag.pow(c)
+    magnitude = torch.mean((est_c - tgt_c) ** 2)
+    complex_ = torch.mean(torch.abs(est_c * estimate / est_mag - tgt_c * target / tgt_mag) ** 2)
+    return 0.7 * magnitude + 0.3 * complex_
+
+
+def _split(items: list, every: int) -> tuple[list, list]:
+    held = [x for i, x in enumerate(items) if i % every == every - 1]
+    kept = [x for i, x in enumerate(items) if i % every != every - 1]
+    return kept, held or items[:1]
+
+
+def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    alpha = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
+    projection = alpha * reference
+    return float(10 * np.log10(np.sum(projection**2) / (np.sum((estimate - projection) ** 2) + 1e-12) + 1e-12))
+
+
+def validate(model: MaskGRU, noisy: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Mean SI-SDR and PESQ-WB of the enhanced validation examples and of the unprocessed input."""
+    from pesq import pesq
+
+    with torch.no_grad():
+        x = torch.from_numpy(noisy)
+        spec = stft(x)
+        gains, _ = model(spec.abs(), model.initial_state(x.shape[0]))
+        enhanced = istft(spec * gains, x.shape[1]).numpy()
+    scores: dict[str, list[float]] = {"si_sdr": [], "pesq_wb": [], "input_si_sdr": [], "input_pesq_wb": []}
+    for est, inp, ref in zip(enhanced, noisy, target):
+        if np.sqrt(np.mean(ref**2)) < 1e-5:
+            continue
+        scores["si_sdr"].append(_si_sdr(est, ref))
+        scores["input_si_sdr"].append(_si_sdr(inp, ref))
+        try:
+            scores["pesq_wb"].append(pesq(SAMPLE_RATE, ref, est, "wb"))
+            scores["input_pesq_wb"].append(pesq(SAMPLE_RATE, ref, inp, "wb"))
+        except Exception:  # pesq raises on clips without an utterance; skip those in validation
+            pass
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in scores.items()}
+
+
+def plot_curve(run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    val = [r for r in rows if "pesq_wb" in r]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    if train:
+        a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8)
+    a.set_xlabel("step"), a.set_ylabel("training loss"), a.set_yscale("log")
+    if val:
+        b.plot([r["step"] for r in val], [r["pesq_wb"] for r in val], "o-", label="enhanced")
+        b.axhline(val[-1]["input_pesq_wb"], color="gray", ls="--", label="input")
+        b.legend()
+    b.set_xlabel("step"), b.set_ylabel("validation PESQ-WB")
+    fig.tight_layout()
+    fig.savefig(run_dir / "curve.png", dpi=90)
+    plt.close(fig)
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress=print) -> Path:
+    """Train (or resume) a run in ``run_dir``; returns the checkpoint path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if resume and (run_dir / "config.json").exists():
+        saved = json.loads((run_dir / "config.json").read_text())
+        saved["steps"] = config.steps  # resuming may extend the run
+        config = TrainConfig(**saved)
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    speech, summary = load_speech(config.speech, SAMPLE_RATE)
+    noises = load_noises(config.noise, SAMPLE_RATE)
+    rirs = load_rirs(config.rir, SAMPLE_RATE) if config.rir else []
+    train_speech, val_speech = _split(speech, config.holdout_every)
+    train_noise, val_noise = _split(noises, max(config.holdout_every // 2, 2))
+    train_rir, val_rir = _split(rirs, 5) if len(rirs) > 1 else (rirs, rirs)
+    mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE, MixSettings())
+    val_noisy, val_target = Mixer(val_speech, val_noise, val_rir, SAMPLE_RATE).batch(
+        config.validation_examples, np.random.default_rng(12345))
+    summary.update(noises=len(noises), rirs=len(rirs), validation_examples=config.validation_examples)
+    (run_dir / "data.json").write_text(json.dumps(summary, indent=2))
+
+    model = MaskGRU()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+    step = 0
+    rng = np.random.default_rng(config.seed)
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = int(state["step"])
+        rng = np.random.default_rng(config.seed + step)  # a fresh, reproducible stream after resume
+        progress(f"resumed {run_dir} at step {step}")
+    progress(f"model: {count_parameters(model)} parameters; data: {summary}")
+
+    def save() -> None:
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step}, tmp)
+        tmp.replace(checkpoint_path)
+
+    log = (run_dir / "log.jsonl").open("a")
+    started = time.time()
+    while step < config.steps:
+        # Cosine decay to 5 % of the initial rate over the planned steps.
+        lr = config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / config.steps)))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        noisy, target = mixer.batch(config.batch_size, rng)
+        spec_noisy, spec_target = stft(torch.from_numpy(noisy)), stft(torch.from_numpy(target))
+        gains, _ = model(spec_noisy.abs(), model.initial_state(config.batch_size))
+        loss = compressed_spectral_loss(spec_noisy * gains, spec_target)
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimiser.step()
+        step += 1
+        if step % config.log_every == 0:
+            row = {"step": step, "loss": loss.item(), "lr": lr, "seconds": round(time.time() - started, 1)}
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save()
+        if step % config.validate_every == 0 or step == config.steps:
+            scores = validate(model, val_noisy, val_target)
+            log.write(json.dumps({"step": step, **scores}) + "\n")
+            log.flush()
+            progress(f"step {step}: loss {loss.item():.4f}, validation {scores}")
+            plot_curve(run_dir)
+    log.close()
+    return checkpoint_path
