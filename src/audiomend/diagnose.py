@@ -54,31 +54,43 @@ THRESHOLDS: dict[str, float] = {
     # Clipped samples / all samples. Clean speech: 0 (the detector needs flat runs at the peak);
     # clipping 4 dB below the peak already flattens > 0.5 % of samples.
     "clipping_fraction": 1e-3,
-    # Hum level relative to the signal, in dB (estimator's ``level_db``). Clean speech shows
-    # about -50 dB of "hum" (speech energy near 50/60 Hz harmonics); the mildest simulated hum is
-    # -20 dB. The threshold sits in between, nearer to the damage.
-    "hum_level_db": -35.0,
-    # Estimated SNR in dB. Clean speech estimates > 30 dB; the noisiest end of the damage range
-    # (15 dB SNR) estimates below 22 dB. Mild noise at 22-30 dB is left alone on purpose.
-    "noise_snr_db": 22.0,
+    "clipping_confidence": 0.3,
+    # Hum: the estimator's confidence (how far the harmonic peaks stand out) decides. On 24
+    # clean train clips it stays <= 0.19; hum at -20..-3 dB re speech gives 0.14-0.98 (10 of
+    # 12 above 0.35); reverberant speech reaches 0.34 (a sustained low note), hence 0.35.
+    # ``level_db`` (hum power re total) is only a sanity floor: speech leaks into the
+    # harmonic bins, so clean speech reads -8..-23 dB.
+    "hum_confidence": 0.35,
+    "hum_level_db": -40.0,
+    # SNR in dB: the higher of the denoise tracker's estimate and the frame-power percentile
+    # estimate (see :func:`percentile_snr_db`). 24 clean train clips: 23.9, then >= 29.4;
+    # noise at -2..15 dB SNR (real noises from train/noise): <= 24.5 in 23 of 24 clips.
+    "noise_snr_db": 25.0,
+    "noise_confidence": 0.3,
     # Estimated RT60 in s. Dry speech (close-talk, studio) estimates < 0.35 s; rooms of the
     # simulated range estimate > 0.45 s.
     "reverb_rt60_s": 0.45,
+    "reverb_confidence": 0.3,
     # Effective bandwidth as a fraction of Nyquist: band-limited speech stops near its low-pass
     # (3.4-5.5 kHz, i.e. < 0.7 of 8 kHz at 16 kHz); clean speech extends to > 0.85 of Nyquist.
     "bandwidth_ratio": 0.75,
+    "bandwidth_confidence": 0.3,
     # Clicks a second. Clean speech: < 0.2 (plosives); a click-damaged record: > 1.
     "clicks_rate_per_s": 0.5,
-    # Integrated loudness in LUFS below which the level is "clearly wrong" (too quiet):
-    # speech recorded sensibly is -30..-10 LUFS; the gain damage puts it at -45..-60 LUFS.
+    "clicks_confidence": 0.3,
+    # Integrated loudness in LUFS below which the level is "clearly wrong" (too quiet). 24 clean
+    # train clips at -26 dBFS active level read -24.7..-28.9 LUFS; the gain damage (-20..-35 dB)
+    # gives -46..-61 LUFS. -36 leaves 7 LU of margin on the clean side: speech recorded sensibly
+    # (-30..-14 LUFS) is left to the producer's choice.
     "quiet_lufs": -36.0,
-    # ... and above which it is too loud (mastered far louder than speech delivery standards).
+    # ... and above which it is too loud (louder than any speech delivery standard, -14..-24).
     "loud_lufs": -8.0,
     # Absolute DC offset (fraction of full scale). Good converters stay < 1e-3.
     "dc_offset": 5e-3,
-    # Minimum confidence of an estimator for its finding to count as present.
-    "min_confidence": 0.3,
 }
+
+#: Length of the analysis windows the estimators see, in seconds (independent of read blocks).
+ANALYSIS_S = 10.0
 
 #: Gating constants of ITU-R BS.1770-4.
 _ABSOLUTE_GATE_LUFS = -70.0
@@ -384,6 +396,33 @@ def speech_activity(block: np.ndarray, sample_rate: int) -> float:
     return float(np.mean(db > floor))
 
 
+def percentile_snr_db(block: np.ndarray, sample_rate: int) -> float:
+    """Blind SNR in dB from 20 ms frame powers: 95th percentile (speech) over 10th (noise floor).
+
+    Frames below -100 dBFS (digital silence) are ignored; capped at 100 dB. Stationary noise in
+    speech pauses is measured well; speech without pauses reads too low.
+
+    >>> rng = np.random.default_rng(0)
+    >>> gate = np.repeat([0.0, 1.0], 8000)
+    >>> x = (0.1 * rng.standard_normal(16000) * gate + 0.001 * rng.standard_normal(16000))
+    >>> 38 < percentile_snr_db(x[None].astype(np.float32), 16000) < 42
+    True
+    """
+    frame = max(int(round(0.02 * sample_rate)), 1)
+    hop = max(frame // 2, 1)
+    mono = block.astype(np.float64).mean(axis=0)
+    if mono.shape[0] < frame:
+        return float("nan")
+    from audiomend.dsp import frame_signal
+
+    power = np.mean(frame_signal(mono, frame, hop) ** 2, axis=-1)
+    power = power[power > 1e-10]
+    if power.size < 10:
+        return float("nan")
+    p_s, p_n = np.percentile(power, 95), np.percentile(power, 10)
+    return float(min(10 * np.log10(max(p_s / p_n - 1.0, 1e-10)), 100.0))
+
+
 class _Weighted:
     """Weighted values of one quantity; mean, median and total weight."""
 
@@ -417,15 +456,21 @@ class _Weighted:
 class DiagnosisAccumulator:
     """Feed blocks of one recording with :meth:`add`; :meth:`result` gives the :class:`Diagnosis`.
 
-    Memory is bounded: a block is analysed and dropped; only per-block numbers and the 100 ms
-    loudness energies are kept. Blocks shorter than ``min_block_s`` are held back and joined
-    to the next one, so the estimators never see a sliver.
+    Incoming blocks (any size) are regrouped into analysis windows of exactly ``analysis_s``
+    seconds at fixed positions, so the diagnosis does not depend on how the input was cut.
+    Each window is analysed by the stage estimators and dropped: memory is bounded by one
+    window plus one block, and the per-window numbers and 100 ms loudness energies. A final
+    remainder shorter than ``min_tail_s`` is not analysed by the estimators (unless it is all
+    there is), but counts in peak, DC and loudness.
     """
 
-    def __init__(self, sample_rate: int, channels: int, *, min_block_s: float = 2.0) -> None:
+    def __init__(self, sample_rate: int, channels: int, *, analysis_s: float = ANALYSIS_S,
+                 min_tail_s: float = 1.0) -> None:
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self._min_block = int(min_block_s * sample_rate)
+        self._window = max(int(round(analysis_s * sample_rate)), 1)
+        self._min_tail = int(min_tail_s * sample_rate)
+        self._analysed = 0
         self._pending = np.zeros((channels, 0), np.float32)
         self._n = 0
         self._peak = 0.0
@@ -456,12 +501,16 @@ class DiagnosisAccumulator:
         self._loudness.add(block)
         self._pending = np.concatenate([self._pending, block], axis=1) if self._pending.size \
             else block
-        if self._pending.shape[1] >= self._min_block:
-            self._analyse(self._pending)
-            self._pending = np.zeros((self.channels, 0), np.float32)
+        w = self._window
+        if self._pending.shape[1] >= w:
+            n = self._pending.shape[1] // w
+            for i in range(n):
+                self._analyse(self._pending[:, i * w:(i + 1) * w])
+            self._pending = self._pending[:, n * w:].copy()
 
     def _analyse(self, block: np.ndarray) -> None:
         sr = self.sample_rate
+        self._analysed += 1
         dur = block.shape[1] / sr
         weight = dur * max(speech_activity(block, sr), 0.05)
         if self._est["detect_clipping"] is not None:
@@ -474,11 +523,18 @@ class DiagnosisAccumulator:
             mains = float(h.mains_hz)
             self._hum.setdefault(mains, _Weighted()).add(h.level_db, dur)
             self._hum_conf.setdefault(mains, _Weighted()).add(h.confidence, dur)
+        pct_snr = percentile_snr_db(block, sr)
         if self._est["estimate_noise"] is not None:
             n = self._est["estimate_noise"](block, sr)
-            self._snr.add(n.snr_db, weight)
+            # The tracker reads clean speech as noisy in short or breathy clips; the percentile
+            # estimate reads noise into reverberant tails and pause-free speech. Noise is
+            # declared only where both see it: the higher of the two.
+            self._snr.add(max(n.snr_db, pct_snr), weight)
             self._floor.add(n.noise_floor_dbfs, dur)
             self._noise_conf.add(n.confidence, weight)
+        else:
+            self._snr.add(pct_snr, weight)
+            self._noise_conf.add(0.5, weight)
         if self._est["estimate_reverb"] is not None:
             r = self._est["estimate_reverb"](block, sr)
             self._rt60.add(r.rt60_s, weight * max(r.confidence, 1e-3))
@@ -495,11 +551,11 @@ class DiagnosisAccumulator:
 
     def result(self) -> Diagnosis:
         """The diagnosis of everything added so far."""
-        if self._pending.shape[1]:
+        tail = self._pending.shape[1]
+        if tail and (tail >= self._min_tail or self._analysed == 0):
             self._analyse(self._pending)
             self._pending = np.zeros((self.channels, 0), np.float32)
         sr, th = self.sample_rate, THRESHOLDS
-        min_conf = th["min_confidence"]
         n = max(self._n, 1)
         dc_per_channel = self._sum / n
         dc = float(dc_per_channel[np.argmax(np.abs(dc_per_channel))]) if self.channels else 0.0
@@ -510,37 +566,39 @@ class DiagnosisAccumulator:
         clip_conf = self._clip_conf.mean(0.0)
         clipping = ClippingFinding(
             clip_frac, clip_conf,
-            bool(clip_frac >= th["clipping_fraction"] and clip_conf >= min_conf),
+            bool(clip_frac >= th["clipping_fraction"] and clip_conf >= th["clipping_confidence"]),
             level=self._clip_level.median(1.0))
 
-        if self._hum:
-            mains = max(self._hum, key=lambda m: self._hum_conf[m].total * self._hum_conf[m].mean(0))
+        voted = [m for m in self._hum if m > 0]   # 0.0: the estimator found no hum in a block
+        if voted:
+            mains = max(voted, key=lambda m: self._hum_conf[m].total * self._hum_conf[m].mean(0))
             hum_db, hum_conf = self._hum[mains].mean(), self._hum_conf[mains].mean(0.0)
             share = self._hum[mains].total / sum(w.total for w in self._hum.values())
             hum_conf *= share
         else:
             mains, hum_db, hum_conf = 50.0, float("nan"), 0.0
         hum = HumFinding(hum_db, hum_conf,
-                         bool(hum_db >= th["hum_level_db"] and hum_conf >= min_conf),
+                         bool(hum_db >= th["hum_level_db"] and hum_conf >= th["hum_confidence"]),
                          mains_hz=mains)
 
         snr, snr_conf = self._snr.mean(), self._noise_conf.mean(0.0)
-        noise = NoiseFinding(snr, snr_conf, bool(snr < th["noise_snr_db"] and snr_conf >= min_conf),
+        noise = NoiseFinding(snr, snr_conf, bool(snr < th["noise_snr_db"] and snr_conf >= th["noise_confidence"]),
                              noise_floor_dbfs=self._floor.mean())
 
         rt60, rev_conf = self._rt60.median(), self._reverb_conf.mean(0.0)
         reverb = ReverbFinding(rt60, rev_conf,
-                               bool(rt60 >= th["reverb_rt60_s"] and rev_conf >= min_conf),
+                               bool(rt60 >= th["reverb_rt60_s"] and rev_conf >= th["reverb_confidence"]),
                                drr_db=self._drr.median())
 
         cutoff, bw_conf = self._cutoff.median(), self._bw_conf.mean(0.0)
         bandwidth = BandwidthFinding(
             cutoff, bw_conf,
-            bool(cutoff < th["bandwidth_ratio"] * sr / 2 and bw_conf >= min_conf))
+            bool(cutoff < th["bandwidth_ratio"] * sr / 2 and bw_conf >= th["bandwidth_confidence"]))
 
         clicks_rate, click_conf = self._clicks.mean(), self._click_conf.mean(0.0)
         clicks = ClickFinding(clicks_rate, click_conf,
-                              bool(clicks_rate >= th["clicks_rate_per_s"] and click_conf >= min_conf))
+                              bool(clicks_rate >= th["clicks_rate_per_s"]
+                                   and click_conf >= th["clicks_confidence"]))
 
         level = LevelFinding(lufs, 1.0 if math.isfinite(lufs) else 0.0,
                              bool(math.isfinite(lufs) and not th["quiet_lufs"] <= lufs <= th["loud_lufs"]))
@@ -573,7 +631,8 @@ def diagnose(audio: np.ndarray, sample_rate: int, *, block_s: float = 10.0) -> D
     ----------
     audio : np.ndarray [shape=(channels, samples)], float32 in [-1, 1].
     sample_rate : int, Hz.
-    block_s : float > 0, analysis block length in seconds (as :func:`diagnose_file` uses).
+    block_s : float > 0, length of the blocks fed to the accumulator, in seconds. The result
+        does not depend on it: estimators always see :data:`ANALYSIS_S` windows.
 
     Returns
     -------
@@ -602,7 +661,8 @@ def diagnose_file(path: str | os.PathLike, *, block_s: float = 10.0,
     Parameters
     ----------
     path : an audio file audiomend reads (see :func:`audiomend.io.load`).
-    block_s : float > 0, block length in seconds.
+    block_s : float > 0, read block length in seconds (memory only; the result does not
+        depend on it).
     progress : callable ``(samples_done, samples_total)`` or None, called after each block.
 
     Returns

@@ -53,6 +53,13 @@ REPAIR_ORDER = ("dehum", "declick", "declip", "denoise", "dereverb", "bandwidth"
 #: Loudness correction: leave the level alone when within this many LU of the target.
 LOUDNESS_TOLERANCE_LU = 3.0
 
+#: Headroom kept below the true-peak ceiling when capping a gain, in dB (sample peaks
+#: underestimate true peaks by up to ~0.5 dB at 4x oversampling).
+PEAK_MARGIN_DB = 0.5
+
+#: Peak reduction the limiter may do when the level is clearly wrong (too quiet), in dB.
+MAX_LIMITING_DB = 3.0
+
 #: Denoisers ``--denoiser`` accepts (the Denoise stage's backends).
 DENOISERS = ("classical", "neural", "rnnoise", "deepfilternet")
 
@@ -108,7 +115,7 @@ def _severity(name: str, d: Diagnosis, out_rate: int) -> float:
         sev = _ramp(d.clipping.fraction, 0.0, 0.01, 0.6, 1.0)
         finding = d.clipping
     elif name == "denoise":
-        sev = _ramp(d.noise.snr_db, 25.0, 5.0, 0.4, 1.0)
+        sev = _ramp(d.noise.snr_db, 25.0, 5.0, 0.3, 1.0)
         finding = d.noise
     elif name == "dereverb":
         sev = _ramp(d.reverb.rt60_s, 0.4, 1.2, 0.4, 1.0)
@@ -133,12 +140,28 @@ def _bandwidth_cutoff_hz(d: Diagnosis, out_rate: int) -> float | None:
     return float(cutoff)
 
 
-def _loudness_gain_db(d: Diagnosis, target_lufs: float) -> float | None:
-    """Gain to bring the measured loudness to the target, or None when it is fine as it is."""
+def _loudness_gain_db(d: Diagnosis, target_lufs: float, true_peak_dbfs: float = -1.0) -> float | None:
+    """Gain in dB towards the loudness target, or None when the level should be left alone.
+
+    Policy (the chain must be transparent on sensible recordings):
+
+    - within :data:`LOUDNESS_TOLERANCE_LU` of the target: no change;
+    - level sensible (``diagnosis.level`` not present) but off target: the gain is capped so the
+      sample peak stays :data:`PEAK_MARGIN_DB` below ``true_peak_dbfs`` (no limiting at all);
+    - level clearly wrong (``diagnosis.level`` present, e.g. 30 dB too quiet): the full gain,
+      but at most :data:`MAX_LIMITING_DB` of peak reduction left for the limiter.
+
+    A resulting correction under 1 dB is not worth a stage and is dropped.
+    """
     if not math.isfinite(d.loudness_lufs):
         return None
     gain = target_lufs - d.loudness_lufs
     if abs(gain) <= LOUDNESS_TOLERANCE_LU:
+        return None
+    if math.isfinite(d.peak_dbfs):
+        allowance = MAX_LIMITING_DB if d.level.present else 0.0
+        gain = min(gain, true_peak_dbfs - PEAK_MARGIN_DB - d.peak_dbfs + allowance)
+    if abs(gain) < 1.0:
         return None
     return float(gain)
 
@@ -213,7 +236,10 @@ def plan(
         if not wanted[name] or name in skipped:
             continue
         if name not in registry:
-            raise BadOptionError(f"stage {name!r} is not available in this installation")
+            if name in forced:
+                raise BadOptionError(f"--stages: stage {name!r} is not available in this "
+                                     "installation")
+            continue  # a partial installation repairs what it can
         stage = _make_stage(registry[name], name, d, strength=float(strength),
                             target_lufs=float(target_lufs), out_rate=out_rate,
                             denoiser=denoiser, forced=name in forced)
