@@ -82,7 +82,7 @@ def _spec_from_json(spec: Any) -> Any:
     if isinstance(spec, dict) and set(spec) == {"range"}:
         return tuple(spec["range"])
     if isinstance(spec, dict) and set(spec) == {"choice"}:
-        return list(spec["choice"])
+        return [tuple(v) if isinstance(v, list) else v for v in spec["choice"]]
     return tuple(spec) if isinstance(spec, list) else spec
 
 
