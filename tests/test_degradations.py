@@ -128,6 +128,15 @@ def test_json_round_trip(name):
     assert Degradation.from_dict(data) == damage
 
 
+def test_paths_are_stored_as_strings(shared_data):
+    from audiomend.degradations import AddNoise, Reverberate
+
+    noise = AddNoise(noise=shared_data / "smoke" / "noise" / "smoke_emgse_engine.flac")
+    rir = Reverberate(rir=shared_data / "smoke" / "rir" / "smoke_webaudio_house_kitchen.flac")
+    for damage in (noise, rir):
+        assert Degradation.from_dict(json.loads(json.dumps(damage.to_dict()))) == damage
+
+
 def test_from_dict_errors_name_the_problem():
     with pytest.raises(BadOptionError, match="unknown degradation 'nope'"):
         Degradation.from_dict({"name": "nope"})

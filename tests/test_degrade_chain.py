@@ -89,8 +89,8 @@ def test_make_corpus_is_deterministic_and_aligned(shared_data, tmp_path):
     import soundfile as sf
 
     smoke = shared_data / "smoke"
-    kwargs = dict(noise_dir=smoke / "noise", rir_dir=smoke / "rir", seed=11, sample_rate=16000,
-                  count=4, progress=False)
+    kwargs = {"noise_dir": smoke / "noise", "rir_dir": smoke / "rir", "seed": 11,
+              "sample_rate": 16000, "count": 4, "progress": False}
     records = make_corpus(smoke / "speech", tmp_path / "a", **kwargs)
     again = make_corpus(smoke / "speech", tmp_path / "b", **kwargs)
     assert records == again

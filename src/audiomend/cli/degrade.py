@@ -32,7 +32,16 @@ def build_recipe(*, seed: int = 0, noise_snr_db=None, noise_file=None, noise_col
     import numpy as np
 
     from audiomend.degradations import (
-        AddNoise, Bandlimit, Clicks, Clip, Delay, Dropouts, Gain, Hum, Mp3, Reverberate,
+        AddNoise,
+        Bandlimit,
+        Clicks,
+        Clip,
+        Delay,
+        Dropouts,
+        Gain,
+        Hum,
+        Mp3,
+        Reverberate,
     )
     from audiomend.degradations.chain import MAX_SEED, Recipe
 
@@ -172,13 +181,6 @@ def command(input_path, output, noise_snr_db, noise_file, noise_color, reverb_rt
         raise click.UsageError("give an INPUT file, or --corpus CLEAN_DIR")
     if noise_dir is not None or rir_dir is not None or count is not None or sample_rate is not None:
         raise click.UsageError("--noise-dir, --rir-dir, --count and --sample-rate need --corpus")
-    options = dict(noise_snr_db=noise_snr_db, noise_file=noise_file, noise_color=noise_color,
-                   reverb_rt60_s=reverb_rt60_s, rir_file=rir_file,
-                   clip_threshold_db=clip_threshold_db, soft_clip=soft_clip, lowpass_hz=lowpass_hz,
-                   gain_db=gain_db, noise_floor_dbfs=noise_floor_dbfs, hum_hz=hum_hz,
-                   hum_level_db=hum_level_db, clicks_per_s=clicks_per_s,
-                   click_amplitude=click_amplitude, dropout_rate=dropout_rate, packet_ms=packet_ms,
-                   delay_ms=delay_ms, mp3_kbps=mp3_kbps)
     if recipe_in is not None:
         from audiomend.degradations.chain import Recipe
 
@@ -188,7 +190,13 @@ def command(input_path, output, noise_snr_db, noise_file, noise_color, reverb_rt
             raise BadOptionError(f"{recipe_in}: cannot read recipe ({e.strerror})") from None
         recipe = Recipe.from_json(text)
     else:
-        recipe = build_recipe(seed=seed, **options)
+        recipe = build_recipe(
+            seed=seed, noise_snr_db=noise_snr_db, noise_file=noise_file, noise_color=noise_color,
+            reverb_rt60_s=reverb_rt60_s, rir_file=rir_file, clip_threshold_db=clip_threshold_db,
+            soft_clip=soft_clip, lowpass_hz=lowpass_hz, gain_db=gain_db,
+            noise_floor_dbfs=noise_floor_dbfs, hum_hz=hum_hz, hum_level_db=hum_level_db,
+            clicks_per_s=clicks_per_s, click_amplitude=click_amplitude, dropout_rate=dropout_rate,
+            packet_ms=packet_ms, delay_ms=delay_ms, mp3_kbps=mp3_kbps)
         if not recipe.degradations:
             raise click.UsageError("no damage requested; give e.g. --noise-snr-db 5 or --recipe FILE")
     _one_file(input_path, output, recipe, recipe_out, as_json)

@@ -136,7 +136,7 @@ def active_power(audio: np.ndarray, sample_rate: int) -> NDArray[np.float64]:
     n = audio.shape[-1]
     if n == 0:
         return np.zeros(audio.shape[0])
-    frame = max(int(round(ACTIVE_FRAME_S * sample_rate)), 1)
+    frame = max(round(ACTIVE_FRAME_S * sample_rate), 1)
     n_frames = -(-n // frame)
     padded = np.zeros((audio.shape[0], n_frames * frame), np.float64)
     padded[:, :n] = audio

@@ -66,7 +66,7 @@ def clicks(
         size = gen.uniform(0.5, 1.0, count) * gen.choice([-1.0, 1.0], count) * amp
         if n:
             np.add.at(impulses, where, size)
-    length = max(int(round(CLICK_S * sample_rate)), 1)
+    length = max(round(CLICK_S * sample_rate), 1)
     shape = np.exp(-4.0 * np.arange(length) / length) * np.cos(np.pi * 0.7 * np.arange(length))
     burst = signal.oaconvolve(impulses, shape)[:n] if n else impulses
     return (x + burst[None, :]).astype(np.float32)

@@ -49,7 +49,7 @@ def dropouts(
     x = prepare(audio, sample_rate)
     packet_ms = check_range(packet_ms, "packet_ms", 1.0, 1000.0)
     loss_rate = check_range(loss_rate, "loss_rate", 0.0, 1.0)
-    packet = max(int(round(packet_ms * sample_rate / 1000.0)), 1)
+    packet = max(round(packet_ms * sample_rate / 1000.0), 1)
     n = x.shape[-1]
     n_packets = -(-n // packet)
     lost = as_rng(rng).random(n_packets) < loss_rate

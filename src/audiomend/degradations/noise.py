@@ -222,6 +222,10 @@ class AddNoise(Degradation):
     snr_reference: str = "active"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, os.PathLike):  # keep the recipe JSON-serialisable
+            object.__setattr__(self, "noise", os.fspath(self.noise))
+
     def __call__(self, audio: np.ndarray, sample_rate: int) -> NDArray[np.float32]:
         return add_noise(audio, sample_rate, snr_db=self.snr_db, noise=self.noise, color=self.color,
                          offset=self.offset, snr_reference=self.snr_reference, rng=self.rng())

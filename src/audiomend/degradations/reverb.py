@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomend.degradations.base import Degradation, as_rng, check_range, prepare, register
-from audiomend.dsp import check_audio, resample
+from audiomend.dsp import check_audio
 from audiomend.errors import BadAudioError, BadOptionError, MissingDependencyError
 
 #: Speed of sound, m/s.
@@ -46,7 +46,7 @@ def direct_path_index(rir: np.ndarray, sample_rate: int) -> int:
     if mag.size == 0 or mag.max() == 0:
         return 0
     first = int(np.argmax(mag >= 0.5 * mag.max()))
-    window = max(int(round(0.001 * sample_rate)), 1)
+    window = max(round(0.001 * sample_rate), 1)
     return first + int(np.argmax(mag[first:first + window]))
 
 
@@ -219,6 +219,11 @@ class Reverberate(Degradation):
     rt60_s: float = 0.6
     room_m: tuple[float, float, float] = (6.0, 4.0, 3.0)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rir, os.PathLike):  # keep the recipe JSON-serialisable
+            object.__setattr__(self, "rir", os.fspath(self.rir))
+        object.__setattr__(self, "room_m", tuple(self.room_m))
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> NDArray[np.float32]:
         return reverberate(audio, sample_rate, rir=self.rir, rt60_s=self.rt60_s,
