@@ -79,7 +79,8 @@ def resolve_names(metrics: Sequence[str] | str | None, *, have_reference: bool) 
     if not have_reference:
         need = [n for n in names if METRICS[n].needs_reference]
         if need:
-            raise BadOptionError(f"{', '.join(need)} need a clean reference; pass one "
+            verb = "needs" if len(need) == 1 else "need"
+            raise BadOptionError(f"{', '.join(need)} {verb} a clean reference; pass one "
                                  f"(--reference) or choose reference-free metrics")
     return names
 

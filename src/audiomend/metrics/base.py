@@ -20,6 +20,13 @@ from audiomend.errors import MetricError
 #: Two signals whose normalised cross-correlation never reaches this are not the same recording.
 MIN_CORRELATION = 0.1
 
+#: Lags searched for the correlation check, in seconds: unrelated speech clips reach 0.1 only
+#: rarely within +-50 ms, far more often over all lags.
+MAX_ALIGNED_LAG_S = 0.05
+
+#: Beyond MAX_ALIGNED_LAG_S, a peak this high means "same recording, delayed".
+CLEARLY_RELATED = 0.3
+
 #: Largest length difference that is trimmed, as a fraction of the longer signal.
 MAX_LENGTH_MISMATCH = 0.01
 
@@ -102,30 +109,58 @@ def _match_channels(est: np.ndarray, ref: np.ndarray, metric: str) -> tuple[np.n
                       f"{ref.shape[0]}; give the same count (or a mono reference)")
 
 
-def max_normalised_correlation(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
-    """Peak of ``|xcorr(a, b)| / (||a|| ||b||)`` over all lags, and its lag in samples.
+def normalised_xcorr(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``|xcorr(a, b)| / (||a|| ||b||)`` of the zero-mean signals at every lag, and the lags.
 
     A positive lag means ``a`` is late relative to ``b``. Computed with one FFT.
 
     >>> x = np.sin(np.arange(1000) / 7.0)
-    >>> round(max_normalised_correlation(x, x)[0], 6)
+    >>> values, lags = normalised_xcorr(x, x)
+    >>> round(float(values[lags == 0][0]), 6)
     1.0
     """
     a = np.asarray(a, np.float64) - np.mean(a)
     b = np.asarray(b, np.float64) - np.mean(b)
+    lags = np.arange(-(b.size - 1), a.size)
     norm = np.linalg.norm(a) * np.linalg.norm(b)
     if norm == 0:
-        return 0.0, 0
+        return np.zeros(lags.size), lags
     size = 1 << int(np.ceil(np.log2(a.size + b.size - 1)))
     xc = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
     # lags 0..len(a)-1 at the start, negative lags -(len(b)-1)..-1 at the end.
     xc = np.concatenate([xc[size - (b.size - 1):], xc[: a.size]]) if b.size > 1 else xc[: a.size]
-    k = int(np.argmax(np.abs(xc)))
-    return float(np.abs(xc[k]) / norm), k - (b.size - 1)
+    return np.abs(xc) / norm, lags
+
+
+def _check_related(est: np.ndarray, ref: np.ndarray, sample_rate: int, metric: str,
+                   tolerate_delay: bool) -> None:
+    """Raise MetricError unless some channel pair is the same recording, roughly aligned."""
+    max_lag = int(round(MAX_ALIGNED_LAG_S * sample_rate))
+    best_near, best_far, far_lag = 0.0, 0.0, 0
+    for e, r in zip(est, ref):
+        values, lags = normalised_xcorr(e, r)
+        near = np.abs(lags) <= max_lag
+        best_near = max(best_near, float(values[near].max()))
+        k = int(np.argmax(values))
+        if values[k] > best_far:
+            best_far, far_lag = float(values[k]), int(lags[k])
+    if best_near >= MIN_CORRELATION:
+        return
+    if best_far >= CLEARLY_RELATED:
+        if tolerate_delay:
+            return
+        raise MetricError(
+            f"{metric}: estimate is {1000 * far_lag / sample_rate:+.0f} ms "
+            f"{'late' if far_lag > 0 else 'early'} relative to the reference; this metric does not "
+            f"align the signals: align them first (audiomend align)")
+    raise MetricError(
+        f"{metric}: estimate and reference look unrelated (normalised cross-correlation peak "
+        f"{best_near:.3f} < {MIN_CORRELATION} within +-{1000 * MAX_ALIGNED_LAG_S:.0f} ms); "
+        f"check that the files are paired correctly")
 
 
 def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int, *,
-                 metric: str, min_duration_s: float = 0.0
+                 metric: str, min_duration_s: float = 0.0, tolerate_delay: bool = False
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Validate an (estimate, reference) pair and return them with equal shapes.
 
@@ -136,8 +171,10 @@ def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate
     ------
     MetricError
         No reference; lengths differ by more than 1 %; either side silent or shorter than
-        ``min_duration_s``; or the signals are unrelated (normalised cross-correlation peak below
-        0.1 on every channel), which usually means the files were paired wrongly.
+        ``min_duration_s``; the signals are unrelated (normalised cross-correlation peak below
+        0.1 within +-50 ms on every channel), which usually means the files were paired wrongly;
+        or, unless ``tolerate_delay`` (for metrics that align by themselves, like PESQ), they are
+        the same recording offset by more than 50 ms (peak >= 0.3 at a larger lag).
     """
     if reference is None:
         raise MetricError(f"{metric} compares with a clean reference; pass reference=")
@@ -158,11 +195,7 @@ def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate
         n = min(n_est, n_ref)
         est, ref = est[:, :n], ref[:, :n]
     est, ref = _match_channels(est, ref, metric)
-    peaks = [max_normalised_correlation(e, r)[0] for e, r in zip(est, ref)]
-    if max(peaks) < MIN_CORRELATION:
-        raise MetricError(
-            f"{metric}: estimate and reference look unrelated (normalised cross-correlation "
-            f"peak {max(peaks):.3f} < {MIN_CORRELATION}); check that the files are paired correctly")
+    _check_related(est, ref, sample_rate, metric, tolerate_delay)
     return np.ascontiguousarray(est), np.ascontiguousarray(ref)
 
 

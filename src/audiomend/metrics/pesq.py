@@ -1,6 +1,7 @@
 """PESQ (ITU-T P.862): wide-band (P.862.2, at 16 kHz) and narrow-band (P.862.1 MOS-LQO, at 8 kHz).
 
-Both resample the pair to the rate PESQ is defined at (soxr, high quality) and call the ``pesq``
+PESQ aligns the signals itself, so a delayed estimate is accepted. Both resample the pair to
+the rate PESQ is defined at (soxr, high quality) and call the ``pesq``
 package (the ITU reference C code). Multichannel input is scored per channel and averaged.
 """
 
@@ -23,7 +24,7 @@ def _pesq(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int, 
     except ImportError as e:
         raise MissingDependencyError(f"{metric} needs the 'pesq' package: pip install pesq") from e
     est, ref = prepare_pair(estimate, reference, sample_rate, metric=metric,
-                            min_duration_s=MIN_DURATION_S)
+                            min_duration_s=MIN_DURATION_S, tolerate_delay=True)
     rate = 16000 if mode == "wb" else 8000
     est, ref = resample(est, sample_rate, rate), resample(ref, sample_rate, rate)
     scores = []
