@@ -177,7 +177,8 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
         Its return value may carry ``duration_s``, ``processing_s``, ``stages`` and a
         ``diagnosis`` with ``to_dict()`` (a RestoreResult or a dict with those keys).
     job : the file to restore.
-    want_scores : also measure reference-free scores of input and output (for reports).
+    want_scores : also measure reference-free scores of input and output and draw spectrogram
+        thumbnails (for reports; the thumbnails are not journaled).
     dnsmos : include DNSMOS in those scores (slow; needs onnxruntime and speechmos).
 
     Returns
@@ -221,16 +222,27 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
             diagnosis=diagnosis,
         )
         if want_scores:
-            from audiomend.batch.scores import reference_free_scores
-
-            record["scores"] = {"before": reference_free_scores(job.input_path, dnsmos=dnsmos),
-                                "after": reference_free_scores(out, dnsmos=dnsmos)}
+            record.update(_report_material(job.input_path, out, dnsmos=dnsmos))
     except Exception as err:  # a bad file must not stop the batch: report it and go on
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         record.update(status="failed", error=_one_line(err, job.input_path),
                       processing_s=time.perf_counter() - t0)
     return record
+
+
+def _report_material(input_path: str, output: Path, *, dnsmos: bool) -> dict[str, Any]:
+    """Scores before/after and spectrogram thumbnails (base64 JPEG, a few kB each)."""
+    from audiomend.batch.scores import reference_free_scores, spectrogram_thumbnail
+
+    material: dict[str, Any] = {"scores": {"before": reference_free_scores(input_path, dnsmos=dnsmos),
+                                           "after": reference_free_scores(output, dnsmos=dnsmos)}}
+    try:
+        material["thumbnails"] = {"before": spectrogram_thumbnail(input_path),
+                                  "after": spectrogram_thumbnail(output)}
+    except MissingDependencyError:
+        pass
+    return material
 
 
 def _stage_dict(stage: Any) -> Any:

@@ -30,6 +30,7 @@ SCORE_COLUMNS = (
     ("peak_dbfs", "peak dBFS", "{:.1f}"),
     ("clipped_fraction", "clipped %", "{:.3%}"),
     ("estimated_snr_db", "est. SNR dB", "{:.1f}"),
+    ("bandwidth_hz", "bandwidth Hz", "{:.0f}"),
     ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"),
 )
 
@@ -37,6 +38,7 @@ _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;
 vertical-align:top;text-align:left}th{background:#f3f3f3}.failed td{background:#fde8e8}
+.thumb{display:inline-block;font-size:11px;color:#777;margin:4px 6px 0 0}
 .num{text-align:right;font-variant-numeric:tabular-nums}.diag{font-size:12px;color:#555}
 """
 
@@ -72,7 +74,8 @@ def _worst_first(r: JournalRecord) -> tuple:
 
 
 def batch_report_html(records: Iterable[JournalRecord], *, title: str = "audiomend batch",
-                      wall_s: float | None = None) -> str:
+                      wall_s: float | None = None,
+                      thumbnails: dict[str, dict[str, str]] | None = None) -> str:
     """Render records as one HTML page (no external files or scripts).
 
     Parameters
@@ -80,12 +83,14 @@ def batch_report_html(records: Iterable[JournalRecord], *, title: str = "audiome
     records : one per file (the latest of each).
     title : page title.
     wall_s : wall time of the run, seconds, for the throughput line (None omits it).
+    thumbnails : key -> {"before": b64 JPEG, "after": b64 JPEG}; shown under the file name.
 
     Returns
     -------
     str, the HTML document.
     """
     rows = sorted(records, key=_worst_first)
+    thumbnails = thumbnails or {}
     done = [r for r in rows if r.status == "done"]
     failed = [r for r in rows if r.status == "failed"]
     audio_h = sum(r.duration_s or 0.0 for r in done) / 3600
@@ -123,7 +128,10 @@ def batch_report_html(records: Iterable[JournalRecord], *, title: str = "audiome
                         for k, _, p in cols)
         stages = ", ".join(s.get("name", "?") if isinstance(s, dict) else str(s)
                            for s in (r.stages or []))
-        out.append(f"<tr><td>{html.escape(r.input)}<br>→ {html.escape(r.output)}</td><td>done</td>"
+        thumbs = thumbnails.get(r.key) or {}
+        pics = "".join(f"<div class='thumb'>{when}<br><img alt='{when}' src='data:image/jpeg;base64,"
+                       f"{thumbs[when]}'></div>" for when in ("before", "after") if thumbs.get(when))
+        out.append(f"<tr><td>{html.escape(r.input)}<br>→ {html.escape(r.output)}{pics}</td><td>done</td>"
                    f"<td class='num'>{_fmt(r.duration_s, '{:.1f}')}</td>"
                    f"<td class='num'>{_fmt(r.rtf, '{:.3f}')}</td>"
                    f"<td>{html.escape(stages)}<div class='diag'>{_diagnosis_text(r.diagnosis)}</div></td>"

@@ -65,6 +65,7 @@ class BatchSummary:
     audio_s : audio restored in this run, seconds; wall_s : wall time of this run, seconds.
     records : this run's journal records, in completion order.
     previous : the journal's last record for every skipped job (for reports).
+    thumbnails : key -> {"before", "after"} base64 JPEG spectrograms (with ``want_scores``).
     """
 
     total: int = 0
@@ -75,6 +76,7 @@ class BatchSummary:
     wall_s: float = 0.0
     records: list[JournalRecord] = field(default_factory=list)
     previous: list[JournalRecord] = field(default_factory=list)
+    thumbnails: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[JournalRecord]:
@@ -210,6 +212,8 @@ def run_batch(
             for result in run_engine(engine, fn, plan.to_run, workers=workers,
                                      scheduler=scheduler, want_scores=want_scores, dnsmos=dnsmos):
                 record = JournalRecord.from_dict(result)
+                if result.get("thumbnails"):
+                    summary.thumbnails[record.key] = result["thumbnails"]
                 journal.append(record)
                 summary.records.append(record)
                 if record.status == "done":

@@ -1,7 +1,9 @@
-"""Reference-free scores of one file for batch reports: level, peak, clipping, blind SNR (DNSMOS).
+"""Per-file material for batch reports: reference-free scores and spectrogram thumbnails (JPEG, a few kB).
 
 Computed on the worker that restored the file (it has the paths), on at most
-:data:`MAX_SCORED_S` seconds from the start so memory stays bounded on hour-long files.
+:data:`MAX_SCORED_S` seconds from the start so memory stays bounded on hour-long files. The
+scores are those of :func:`audiomend.report.reference_free_scores` (levels, clipped fraction,
+estimated SNR, bandwidth; DNSMOS when asked).
 
 Examples
 --------
@@ -16,55 +18,81 @@ Examples
 
 from __future__ import annotations
 
+import base64
+import io as _io
+import math
 import os
 from typing import Any
 
 import numpy as np
 
-#: Longest stretch of a file scored, from its start, in seconds.
-MAX_SCORED_S = 600.0
+#: Longest stretch of a file scored and drawn, from its start, in seconds.
+MAX_SCORED_S = 60.0
+
+
+def _first_seconds(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    from audiomend.io import blocks, info
+
+    rate = info(path).sample_rate
+    return next(iter(blocks(path, block_s=MAX_SCORED_S))), rate
 
 
 def reference_free_scores(path: str | os.PathLike, *, dnsmos: bool = False) -> dict[str, Any]:
-    """Level, peak, clipped fraction and estimated SNR of a file (and DNSMOS when asked).
+    """Reference-free scores of the first :data:`MAX_SCORED_S` seconds of a file.
 
     Parameters
     ----------
     path : audio file.
-    dnsmos : add ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``, ``dnsmos_p808`` (slow).
+    dnsmos : add DNSMOS (``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``; slow).
 
     Returns
     -------
-    dict: ``rms_dbfs``, ``peak_dbfs``, ``clipped_fraction``, ``estimated_snr_db`` (None when the
-    metric cannot be computed, e.g. silence), ``scored_s`` (seconds scored).
+    dict: ``rms_dbfs``, ``peak_dbfs``, ``clipped_fraction``, ``estimated_snr_db``, ... (None
+    where a score cannot be computed, e.g. on silence), and ``scored_s``.
     """
-    from audiomend.errors import AudiomendError
-    from audiomend.io import blocks
-    from audiomend.metrics import levels
+    from audiomend.report import reference_free_scores as scores_of
 
-    first = next(iter(blocks(path, block_s=MAX_SCORED_S)))
-    rate = _rate(path)
-    scores: dict[str, Any] = {"scored_s": round(first.shape[1] / rate, 3)}
-    metrics = {"rms_dbfs": levels.rms_dbfs, "peak_dbfs": levels.peak_dbfs,
-               "clipped_fraction": levels.clipped_fraction,
-               "estimated_snr_db": levels.estimated_snr_db}
-    if dnsmos:
-        from audiomend.metrics.dnsmos import dnsmos_scores
-
-        metrics["dnsmos"] = dnsmos_scores
-    for name, fn in metrics.items():
-        try:
-            value = fn(first, rate)
-        except AudiomendError:
-            value = None
-        if isinstance(value, dict):
-            scores.update({k: round(float(v), 3) for k, v in value.items()})
-        else:
-            scores[name] = None if value is None else round(float(value), 6 if "fraction" in name else 2)
-    return scores
+    audio, rate = _first_seconds(path)
+    out: dict[str, Any] = {k: (round(float(v), 6) if v is not None else None)
+                           for k, v in scores_of(audio, rate, dnsmos=dnsmos).items()}
+    out["scored_s"] = round(audio.shape[1] / rate, 3)
+    return out
 
 
-def _rate(path: str | os.PathLike) -> int:
-    from audiomend.io import info
+def spectrogram_thumbnail(path: str | os.PathLike, *, width_px: int = 240,
+                          height_px: int = 72) -> str:
+    """A small log-spectrogram JPEG (no axes) of the first :data:`MAX_SCORED_S` s, as base64.
 
-    return info(path).sample_rate
+    Raises
+    ------
+    MissingDependencyError
+        matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        from audiomend.errors import MissingDependencyError
+
+        raise MissingDependencyError("report thumbnails need matplotlib: pip install matplotlib") from e
+    from scipy import signal
+
+    audio, rate = _first_seconds(path)
+    mono = audio.mean(axis=0)
+    nperseg = int(2 ** round(math.log2(max(rate * 0.032, 64))))
+    mono = np.pad(mono, (0, max(nperseg - mono.size, 0)))
+    _, _, s = signal.spectrogram(mono, fs=rate, nperseg=nperseg, noverlap=nperseg // 2,
+                                 mode="magnitude")
+    db = 20 * np.log10(np.maximum(s, 1e-7))
+    top = float(db.max())
+    dpi = 72
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 80, vmax=top,
+              interpolation="nearest")
+    ax.set_axis_off()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": 70})
+    return base64.b64encode(buf.getvalue()).decode("ascii")

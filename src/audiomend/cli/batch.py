@@ -279,6 +279,7 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
         from audiomend.batch.report import write_batch_report
 
         write_batch_report(report_path, summary.records + summary.previous,
-                           title=f"audiomend batch: {source}", wall_s=summary.wall_s)
+                           title=f"audiomend batch: {source}", wall_s=summary.wall_s,
+                           thumbnails=summary.thumbnails)
         click.echo(f"batch: report written to {report_path}", err=True)
     ctx.exit(summary.exit_code)
