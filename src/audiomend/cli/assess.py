@@ -156,7 +156,13 @@ def _means(rows: Iterable[dict[str, Any]], names: list[str]) -> dict[str, float]
 def _run(jobs: list[tuple[Path, Path | None]], names: list[str], n_jobs: int,
          progress: bool) -> list[dict[str, Any]]:
     """Score every (estimate, reference) job, in processes when ``n_jobs > 1``; input order kept."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     bar = Progress(TextColumn("assess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -135,7 +135,7 @@ def normalised_xcorr(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _check_related(est: np.ndarray, ref: np.ndarray, sample_rate: int, metric: str,
                    tolerate_delay: bool) -> None:
     """Raise MetricError unless some channel pair is the same recording, roughly aligned."""
-    max_lag = int(round(MAX_ALIGNED_LAG_S * sample_rate))
+    max_lag = round(MAX_ALIGNED_LAG_S * sample_rate)
     best_near, best_far, far_lag = 0.0, 0.0, 0
     for e, r in zip(est, ref):
         values, lags = normalised_xcorr(e, r)

@@ -215,8 +215,8 @@ def estimated_snr_db(estimate: np.ndarray, sample_rate: int, *,
     True
     """
     audio = check_estimate(estimate, sample_rate, metric="estimated_snr_db")
-    frame = max(int(round(SNR_FRAME_S * sample_rate)), 1)
-    hop = max(int(round(SNR_HOP_S * sample_rate)), 1)
+    frame = max(round(SNR_FRAME_S * sample_rate), 1)
+    hop = max(round(SNR_HOP_S * sample_rate), 1)
     values = []
     for ch in audio:
         power = np.mean(np.square(frame_signal(ch.astype(np.float64), frame, hop)), axis=-1)
@@ -270,7 +270,7 @@ def bandwidth_hz(estimate: np.ndarray, sample_rate: int, *,
     freqs, psd = welch(audio.astype(np.float64), fs=sample_rate, window="hann",
                        nperseg=BANDWIDTH_N_FFT, noverlap=BANDWIDTH_N_FFT // 2, axis=-1)
     level = 10 * np.log10(np.mean(psd, axis=0) + 1e-30)
-    width = max(int(round(BANDWIDTH_SMOOTH_HZ / (freqs[1] - freqs[0]))), 1)
+    width = max(round(BANDWIDTH_SMOOTH_HZ / (freqs[1] - freqs[0])), 1)
     kernel = np.ones(width) / width
     padded = np.pad(level, (width // 2, width - 1 - width // 2), mode="edge")
     smooth = np.convolve(padded, kernel, mode="valid")

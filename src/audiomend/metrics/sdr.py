@@ -132,7 +132,7 @@ def segsnr(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | No
     >>> round(segsnr(0.5 * ref, 8000, reference=ref), 2)
     6.02
     """
-    frame = max(int(round(0.030 * sample_rate)), 2)
+    frame = max(round(0.030 * sample_rate), 2)
     est, ref = prepare_pair(estimate, reference, sample_rate, metric="segsnr",
                             min_duration_s=frame / sample_rate)
     hop = max(frame // 4, 1)
