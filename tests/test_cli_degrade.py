@@ -82,8 +82,13 @@ def test_degrade_corpus_mode(shared_data, tmp_path, capsys):
       "/no/noise.flac"], "no such file"),
     (["degrade", "{clean}", "-o", "{tmp}/x.xyz", "--gain-db", "3"], "cannot write"),
     (["degrade", "--corpus", "{tmp}/nothing", "-o", "{tmp}/out"], "does not exist"),
+    (["degrade", "{tmp}", "-o", "{tmp}/x.wav", "--gain-db", "3"], "is a directory"),
+    (["degrade", "{tmp}/garbage.wav", "-o", "{tmp}/x.wav", "--gain-db", "3"], "cannot decode"),
+    (["degrade", "{clean}", "-o", "{tmp}/x.wav", "--recipe", "{tmp}/garbage.wav"], "recipe"),
+    (["degrade", "{clean}", "-o", "{tmp}/x.wav", "--recipe", "{tmp}/none.json"], "cannot read"),
 ])
 def test_bad_input_is_one_line_error(clean_wav, tmp_path, capsys, args, message):
+    (tmp_path / "garbage.wav").write_bytes(np.random.default_rng(3).bytes(2000))
     args = [a.format(clean=clean_wav, tmp=tmp_path) for a in args]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()

@@ -83,6 +83,10 @@ def test_bad_steps_and_recipes_name_the_problem():
         Recipe.from_json("{")
     with pytest.raises(BadOptionError, match="degradations"):
         Recipe.from_json("[1, 2]")
+    with pytest.raises(BadOptionError, match="degradations"):
+        Recipe.from_json('{"degradations": [3]}')
+    with pytest.raises(BadOptionError, match="unknown degradation"):
+        Recipe.from_json('{"degradations": [{"name": "x"}]}')
 
 
 def test_make_corpus_is_deterministic_and_aligned(shared_data, tmp_path):

@@ -109,7 +109,7 @@ def _one_file(input_path: Path, output: Path, recipe, recipe_out: Path | None, a
 
 @click.command(name="degrade")
 @click.argument("input_path", metavar="INPUT", required=False,
-                type=click.Path(path_type=Path, dir_okay=False))
+                type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output file (one file) or folder (--corpus).")
 @click.option("--noise-snr-db", type=float, help="Add noise at this SNR, dB (speech on active frames).")
@@ -135,9 +135,9 @@ def _one_file(input_path: Path, output: Path, recipe, recipe_out: Path | None, a
 @click.option("--delay-ms", type=float, help="Delay by this much (fractional samples ok), ms.")
 @click.option("--mp3-kbps", type=int, help="Code through MP3 at this bitrate, kbit/s.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of all random draws.")
-@click.option("--recipe", "recipe_in", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--recipe", "recipe_in", type=click.Path(path_type=Path),
               help="Apply a recipe JSON saved by --recipe-out (instead of damage options).")
-@click.option("--recipe-out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--recipe-out", type=click.Path(path_type=Path),
               help="Write the recipe applied, as JSON.")
 @click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path),
               help="Corpus mode: folder of clean speech; -o is the output folder.")
@@ -187,7 +187,9 @@ def command(input_path, output, noise_snr_db, noise_file, noise_color, reverb_rt
         try:
             text = recipe_in.read_text()
         except OSError as e:
-            raise BadOptionError(f"{recipe_in}: cannot read recipe ({e.strerror})") from None
+            raise BadOptionError(f"{recipe_in}: cannot read recipe ({e.strerror or e})") from None
+        except UnicodeDecodeError:
+            raise BadOptionError(f"{recipe_in}: recipe is not a text (JSON) file") from None
         recipe = Recipe.from_json(text)
     else:
         recipe = build_recipe(

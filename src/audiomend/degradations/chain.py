@@ -152,9 +152,12 @@ class Recipe:
         """Rebuild a recipe from :meth:`to_dict` output. Raises BadOptionError on unknown names."""
         try:
             items = data["degradations"]
-        except (KeyError, TypeError):
-            raise BadOptionError("a recipe needs a 'degradations' list") from None
-        return Recipe(tuple(Degradation.from_dict(d) for d in items), int(data.get("seed", 0)))
+            return Recipe(tuple(Degradation.from_dict(d) for d in items), int(data.get("seed", 0)))
+        except BadOptionError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise BadOptionError("a recipe must be {\"seed\": int, \"degradations\": [{\"name\": "
+                                 "..., parameters...}, ...]}") from None
 
     def to_json(self) -> str:
         """One line of JSON."""
