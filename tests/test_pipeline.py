@@ -33,9 +33,9 @@ def need(*names: str) -> None:
         pytest.skip(f"stage(s) {', '.join(missing)} not registered yet")
 
 
-def diag(rate: int = 16000, lufs: float = -17.0, **findings) -> Diagnosis:
+def diag(rate: int = 16000, lufs: float = -17.0, peak: float = -3.0, **findings) -> Diagnosis:
     return Diagnosis(sample_rate=rate, channels=1, duration_s=10.0, loudness_lufs=lufs,
-                     peak_dbfs=-3.0, **findings)
+                     peak_dbfs=peak, **findings)
 
 
 NOISY = NoiseFinding(8.0, 0.9, True, noise_floor_dbfs=-40.0)
@@ -105,13 +105,23 @@ def test_plan_strength_follows_severity_and_user_strength():
 
 def test_plan_parameters_come_from_the_diagnosis():
     need("dehum", "declip", "loudness")
-    stages = {s.name: s for s in plan(diag(lufs=-40.0, hum=HUM, clipping=CLIP))}
+    quiet = LevelFinding(-40.0, 1.0, True)
+    stages = {s.name: s for s in plan(diag(lufs=-40.0, peak=-30.0, level=quiet, hum=HUM,
+                                           clipping=CLIP))}
     assert stages["dehum"].mains_hz == 60.0
     assert stages["declip"].level == 0.5
     assert stages["loudness"].gain_db == pytest.approx(24.0)
     # within 3 LU of the target, the level is left alone
     assert plan(diag(lufs=-18.0)) == []
     assert [s.gain_db for s in plan(diag(lufs=-10.0))] == [pytest.approx(-6.0)]
+    # a sensible level off target: gain only up to the peak headroom (no limiting) ...
+    assert [s.gain_db for s in plan(diag(lufs=-26.0, peak=-8.0))] == [pytest.approx(6.5)]
+    # ... a clearly wrong level: full gain, up to 3 dB of limiting
+    assert [s.gain_db for s in plan(diag(lufs=-45.0, peak=-20.0, level=quiet))] == \
+        [pytest.approx(21.5)]
+    # a strength of 0.5 moves half way
+    assert [s.gain_db for s in plan(diag(lufs=-40.0, peak=-30.0, level=quiet), strength=0.5)] == \
+        [pytest.approx(12.0)]
 
 
 def test_plan_upsampling_extends_the_band_to_the_new_nyquist():
