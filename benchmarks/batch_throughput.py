@@ -115,16 +115,16 @@ def main() -> None:
     lines = [
         "# Batch throughput",
         "",
-        f"`python benchmarks/batch_throughput.py` on {time.strftime('%Y-%m-%d')}: "
+        (f"`python benchmarks/batch_throughput.py` on {time.strftime('%Y-%m-%d')}: "
         f"{args.files} files x {args.seconds:g} s = {audio_s / 60:.0f} min of 16 kHz mono speech "
         f"(train/speech + train/noise at 5-20 dB SNR, seed {args.seed}), restored with the default "
         f"`RestoreOptions()`. Machine: {os.cpu_count()} CPU cores, Python "
         f"{platform.python_version()}, {platform.machine()}; each worker single-threaded. "
         f"Load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
-        "(other jobs were sharing the machine when this was above ~0.5).",
+        "(other jobs were sharing the machine when this was above ~0.5)."),
         "",
-        "Throughput = audio hours restored per wall-clock hour for the whole `run_batch` call "
-        "(worker start-up, planning, checksums and journal included).",
+        ("Throughput = audio hours restored per wall-clock hour for the whole `run_batch` call "
+        "(worker start-up, planning, checksums and journal included)."),
         "",
         "| engine | workers | files | audio h | wall s | audio h / wall h | mean per-file RTF |",
         "|---|---|---|---|---|---|---|",
@@ -134,9 +134,9 @@ def main() -> None:
                      f"{r['wall_s']:.1f} | {r['throughput']:.1f} | {r['mean_rtf']:.3f} |")
     lines += [
         "",
-        f"Scaling from 1 to 2 local workers: **{ratio:.2f}x** (goal >= 1.8x). "
+        (f"Scaling from 1 to 2 local workers: **{ratio:.2f}x** (goal >= 1.8x). "
         f"Dask (LocalCluster, 2 processes x 1 thread) vs local 2 workers: "
-        f"{rows[2]['throughput'] / rows[1]['throughput']:.2f}x.",
+        f"{rows[2]['throughput'] / rows[1]['throughput']:.2f}x."),
         f"Outputs identical (sha256) across the three runs: {'yes' if identical else 'NO'}.",
         "",
     ]

@@ -24,7 +24,6 @@ import soundfile as sf
 from audiomend.batch import Journal, jobs_from_folder, jobs_from_manifest, plan_batch, run_batch
 from audiomend.batch.journal import JOURNAL_NAME, JournalRecord, decide, sha256_file
 from audiomend.batch.manifest import check_jobs
-from audiomend.batch.runner import SettingsChangedError
 from audiomend.cli import main
 from audiomend.dsp import resample
 from audiomend.errors import BadOptionError
@@ -172,9 +171,9 @@ def test_journal_torn_line_ignored_and_next_append_starts_fresh(tmp_path: Path) 
 def test_journal_is_exclusive(tmp_path: Path) -> None:
     from audiomend.batch.journal import JournalBusyError
 
-    with Journal(tmp_path / JOURNAL_NAME), pytest.raises(JournalBusyError, match="another"):
-        with Journal(tmp_path / JOURNAL_NAME):
-            pass
+    with Journal(tmp_path / JOURNAL_NAME), pytest.raises(JournalBusyError, match="another"), \
+            Journal(tmp_path / JOURNAL_NAME):
+        pass
 
 
 def test_decide(tmp_path: Path) -> None:
@@ -183,7 +182,7 @@ def test_decide(tmp_path: Path) -> None:
     out.write_bytes(b"output")
     rec = JournalRecord(status="done", key="k", input=str(inp), output=str(out), settings_hash="h",
                         input_sha256=sha256_file(inp), input_size=5, output_sha256=sha256_file(out))
-    kw = dict(input_path=str(inp), output_path=str(out))
+    kw = {"input_path": str(inp), "output_path": str(out)}
     assert decide(rec, settings_hash="h", **kw) == "skip"
     assert decide(rec, settings_hash="other", **kw) == "conflict"
     assert decide(None, settings_hash="h", **kw) == "run"
@@ -314,7 +313,7 @@ def test_sigkill_midway_then_rerun_completes_without_repeating(tmp_path: Path, s
     first = _done_counts(out)
     assert 1 <= sum(first.values()) < n_files  # killed mid-way
     time.sleep(0.3)  # workers die with the parent (PR_SET_PDEATHSIG); let the kernel reap them
-    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(cmd, check=False, env=_env(), capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     counts = _done_counts(out)
     assert len(counts) == n_files and set(counts.values()) == {1}  # nothing processed twice

@@ -49,7 +49,6 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
-    "AUDIOMEND_THREADS": "1",
 }
 
 #: Jobs in flight per worker: enough to keep every worker busy between results.
@@ -223,7 +222,7 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
         )
         if want_scores:
             record.update(_report_material(job.input_path, out, dnsmos=dnsmos))
-    except Exception as err:  # a bad file must not stop the batch: report it and go on
+    except Exception as err:  # noqa: BLE001 - a bad file must not stop the batch: report it
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         record.update(status="failed", error=_one_line(err, job.input_path),
@@ -361,7 +360,7 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
     with contextlib.ExitStack() as stack:
         if scheduler:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
+                client = stack.enter_context(Client(scheduler, timeout="10s"))
             except (OSError, TimeoutError) as e:
                 raise BadOptionError(f"--scheduler {scheduler}: cannot connect ({e})") from None
             n = workers or max(len(client.scheduler_info().get("workers", {})), 1)
@@ -385,7 +384,7 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
             job = pending.pop(fut)
             try:
                 yield fut.result()
-            except Exception as e:  # KilledWorker, lost connection: this file failed
+            except Exception as e:  # noqa: BLE001 - KilledWorker, lost connection: this file failed
                 yield _worker_died(job, f"{type(e).__name__}: {e}")
             if queue:
                 completed.add(submit(queue.pop()))

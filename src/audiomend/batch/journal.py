@@ -149,7 +149,7 @@ class Journal:
         return {r.key: r for r in self.records()}
 
     # -- writing -------------------------------------------------------------------------------
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Journal:  # noqa: PYI034
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)

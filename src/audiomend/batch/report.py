@@ -96,10 +96,10 @@ def batch_report_html(records: Iterable[JournalRecord], *, title: str = "audiome
     audio_h = sum(r.duration_s or 0.0 for r in done) / 3600
     cols = [c for c in SCORE_COLUMNS
             if any(c[0] in ((r.scores or {}).get("after") or {}) for r in rows)]
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-           f"<p>{time.strftime('%Y-%m-%d %H:%M')} · {len(rows)} files: {len(done)} restored, "
-           f"{len(failed)} failed · {audio_h:.3f} h of audio"]
+    out = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"),
+           (f"<p>{time.strftime('%Y-%m-%d %H:%M')} · {len(rows)} files: {len(done)} restored, "
+           f"{len(failed)} failed · {audio_h:.3f} h of audio")]
     if wall_s:
         out.append(f" · {wall_s / 60:.1f} min wall (this run)")
     out.append("</p>")

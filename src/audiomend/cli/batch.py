@@ -13,6 +13,7 @@ import click
 
 from audiomend.errors import AudiomendError, BadOptionError
 
+
 def _names(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -182,8 +183,8 @@ class _Progress:
               default=None, help="Write every output in this format (default: keep each input's).")
 @click.option("--force", is_flag=True,
               help="Redo files already restored with other settings instead of refusing.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-file lines; failures and the "
-                                             "summary only (for logs).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar or per-file lines: the summary only (for logs).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="Write an HTML report: totals, per-file diagnosis, scores before/after.")
 @click.option("--dnsmos", is_flag=True, help="With --report: add DNSMOS scores (slower).")
@@ -201,7 +202,11 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
     The input tree is mirrored under OUT_DIR with the same names and formats. A journal
     (OUT_DIR/.audiomend-journal.jsonl) makes the batch resumable: rerunning the same command
     skips finished files and redoes missing or interrupted ones. Bad files are reported and
-    skipped; the exit code is 1 when any file failed.
+    skipped; the exit code is 1 when any file failed. Without a terminal, one line per file
+    is logged.
+
+    A manifest has an 'input' column, an optional 'output' (relative to OUT_DIR) and optional
+    per-row options (strength, stages, skip, target_lufs, sample_rate, denoiser, subtype).
 
     \b
     Examples:
@@ -222,8 +227,9 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
         usage(f"--workers {workers}: need at least 1")
     if dnsmos and report_path is None:
         usage("--dnsmos only applies with --report")
-    given = dict(stages=stages, skip=skip, strength=strength, target_lufs=target_lufs,
-                 sample_rate=sample_rate, denoiser=denoiser, subtype=subtype, block_s=block_s)
+    given = {"stages": stages, "skip": skip, "strength": strength, "target_lufs": target_lufs,
+             "sample_rate": sample_rate, "denoiser": denoiser, "subtype": subtype,
+             "block_s": block_s}
     try:
         fn = _load_function(function_spec) if function_spec else None
         if fn is not None and getattr(fn, "build_options", None):
