@@ -196,7 +196,21 @@ def _parse_metrics(ctx: click.Context, param: click.Parameter, value: str | None
     return list(dict.fromkeys(names))
 
 
-@click.command(name="assess", help=__doc__.split("\n", 1)[1] if __doc__ else None)
+HELP = """Measure quality: PESQ, STOI/ESTOI, SI-SDR, SNR, LSD (with a reference), DNSMOS and levels.
+
+\b
+Forms:
+  audiomend assess FILE                       reference-free metrics (DNSMOS, levels, ...)
+  audiomend assess FILE --reference REF       all metrics, REF resampled to FILE's rate if needed
+  audiomend assess FOLDER [--reference REFS]  per-file rows and means; files paired by name
+  audiomend assess CORPUS                     CORPUS holds clean/ and noisy/ (or degraded/)
+
+A folder prints per-file rows and the means; --json prints one object per file and a final
+summary object with the means. Exit 1 when a file could not be scored (one line each on stderr).
+"""
+
+
+@click.command(name="assess", help=HELP)
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--reference", "-r", type=click.Path(exists=True, path_type=Path), default=None,
               help="Clean reference file (or folder of files with the same names).")

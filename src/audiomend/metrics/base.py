@@ -160,7 +160,7 @@ def _check_related(est: np.ndarray, ref: np.ndarray, sample_rate: int, metric: s
 
 
 def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int, *,
-                 metric: str, min_duration_s: float = 0.0, tolerate_delay: bool = False
+                 metric: str, min_duration_s: float = 0.01, tolerate_delay: bool = False
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Validate an (estimate, reference) pair and return them with equal shapes.
 
