@@ -213,7 +213,7 @@ def measure_loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
     >>> t = np.arange(16000) / 16000
     >>> x = (0.1 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[np.newaxis]
     >>> round(measure_loudness_lufs(x, 16000), 1)
-    -23.0
+    -23.1
     """
     audio = check_audio(audio, sample_rate)
     if audio.shape[1] < int(0.4 * sample_rate) + 1:
