@@ -31,6 +31,7 @@ H. W. Löllmann et al., "An improved algorithm for blind reverberation time esti
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,7 +72,7 @@ def stft_sizes(sample_rate: int) -> tuple[int, int]:
     >>> stft_sizes(16000)
     (1024, 256)
     """
-    hop = max(int(round(sample_rate * HOP_S)), 1)
+    hop = max(round(sample_rate * HOP_S), 1)
     return 4 * hop, hop
 
 
@@ -131,8 +132,8 @@ class DereverbProcessor(SegmentProcessor):
     def __init__(self, channels: int, sample_rate: int, *, strength: float = 1.0, taps: int = 10,
                  prediction_delay: int = 3, iterations: int = 3) -> None:
         self.frame, self.hop = stft_sizes(sample_rate)
-        segment = int(round(SEGMENT_S * sample_rate))
-        crossfade = int(round(CROSSFADE_S * sample_rate))
+        segment = round(SEGMENT_S * sample_rate)
+        crossfade = round(CROSSFADE_S * sample_rate)
         super().__init__(channels, segment, crossfade)
         self.strength = float(strength)
         self.taps, self.prediction_delay, self.iterations = int(taps), int(prediction_delay), int(iterations)
@@ -153,7 +154,7 @@ class DereverbProcessor(SegmentProcessor):
 
     def _dereverb(self, segment: np.ndarray) -> np.ndarray:
         n = segment.shape[1]
-        kw = dict(window=self._window, nperseg=self.frame, noverlap=self.frame - self.hop)
+        kw = {"window": self._window, "nperseg": self.frame, "noverlap": self.frame - self.hop}
         _, _, spec = signal.stft(segment.astype(np.float64), **kw)
         clean = wpe_spectrum(spec, taps=self.taps, prediction_delay=self.prediction_delay,
                              iterations=self.iterations)
@@ -268,7 +269,7 @@ def _decay_times(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     freqs = np.fft.rfftfreq(frame, 1.0 / sample_rate)
     edges = [e for e in _BAND_EDGES_HZ if e < sample_rate / 2]
     bands = np.stack([spec[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
-                      for lo, hi in zip(edges[:-1], edges[1:], strict=False)], axis=0)
+                      for lo, hi in itertools.pairwise(edges)], axis=0)
     env = 10.0 * np.log10(bands + 1e-20)  # (B, T)
     k = _SMOOTH_FRAMES
     env = signal.lfilter(np.ones(k) / k, [1.0], env, axis=1)[:, k - 1:]  # moving average
