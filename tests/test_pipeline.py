@@ -334,3 +334,23 @@ def test_progress_reports_both_passes(speech_16k, tmp_path):
 def test_repair_order_is_the_registry_contract():
     assert REPAIR_ORDER == ("dehum", "declick", "declip", "denoise", "dereverb", "bandwidth",
                             "loudness")
+
+
+def test_denoiser_choice():
+    need("denoise")
+    assert plan(diag(noise=NOISY), denoiser="classical")[0].name == "denoise"
+    if "neural" in STAGES:
+        assert plan(diag(noise=NOISY), denoiser="neural")[0].name == "neural"
+    with pytest.raises(BadOptionError, match="unknown denoiser 'zz'"):
+        plan(diag(), denoiser="zz")
+
+
+def test_bad_options_fail_before_any_work(speech_16k, tmp_path):
+    x, rate = speech_16k
+    src = tmp_path / "in.wav"
+    sf.write(src, x.T, rate)
+    with pytest.raises(BadOptionError, match="unknown denoiser"):
+        restore_file(src, tmp_path / "out.wav", RestoreOptions(denoiser="zz"))
+    with pytest.raises(BadOptionError, match="cannot write"):
+        restore_file(src, tmp_path / "out.xyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -60,8 +60,26 @@ PEAK_MARGIN_DB = 0.5
 #: Peak reduction the limiter may do when the level is clearly wrong (too quiet), in dB.
 MAX_LIMITING_DB = 3.0
 
-#: Denoisers ``--denoiser`` accepts (the Denoise stage's backends).
-DENOISERS = ("classical", "neural", "rnnoise", "deepfilternet")
+
+
+def denoisers() -> tuple[str, ...]:
+    """What ``--denoiser`` accepts: the Denoise stage's backends, and ``neural`` (our network,
+    the ``neural`` stage in the denoise slot) when that stage is installed.
+
+    >>> "classical" in denoisers()
+    True
+    """
+    registry = _registry()
+    out: list[str] = []
+    try:
+        from audiomend.stages.denoise import BACKENDS
+
+        out += list(BACKENDS)
+    except ImportError:
+        out.append("classical")
+    if "neural" in registry and "neural" not in out:
+        out.append("neural")
+    return tuple(out)
 
 Progress = Callable[[int, int], None]
 
@@ -70,6 +88,14 @@ def _registry() -> dict[str, type]:
     from audiomend.stages import STAGES
 
     return STAGES
+
+
+def _denoise_backends() -> tuple[str, ...]:
+    try:
+        from audiomend.stages.denoise import BACKENDS
+    except ImportError:
+        return ("classical",)
+    return tuple(BACKENDS)
 
 
 def check_stage_names(names: Iterable[str], *, option: str = "stages") -> list[str]:
@@ -214,6 +240,9 @@ def plan(
         raise BadOptionError(f"--strength must be in [0, 1], got {strength}")
     if not math.isfinite(float(target_lufs)) or not -70.0 <= float(target_lufs) <= 0.0:
         raise BadOptionError(f"--target-lufs must be in [-70, 0] LUFS, got {target_lufs}")
+    if denoiser not in denoisers():
+        raise BadOptionError(f"--denoiser: unknown denoiser {denoiser!r}; choose one of "
+                             f"{', '.join(denoisers())}")
     out_rate = diagnosis.sample_rate if sample_rate is None else \
         check_sample_rate(sample_rate, name="--sample-rate")
     d = diagnosis
@@ -266,6 +295,10 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         level = d.clipping.level if d.clipping.present and math.isfinite(d.clipping.level) else None
         return build(level=level, strength=s)
     if name == "denoise":
+        registry = _registry()
+        if denoiser == "neural" and "neural" in registry and \
+                "neural" not in _denoise_backends():
+            return registry["neural"](strength=s)
         return build(strength=s, backend=denoiser)
     if name == "dereverb":
         return build(strength=s)
@@ -598,6 +631,8 @@ def restore_file(
     if dst.is_dir():
         raise BadOptionError(f"{dst}: is a directory; give an output file name")
     fmt, subtype = output_format(dst, src, options.subtype)
+    options.plan(Diagnosis(sample_rate=header.sample_rate, channels=header.channels,
+                           duration_s=0.0))  # validates the options before any work
     in_rate, channels, total = header.sample_rate, header.channels, header.frames
     out_rate = check_sample_rate(options.sample_rate, name="--sample-rate") \
         if options.sample_rate else in_rate

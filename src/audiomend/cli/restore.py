@@ -41,6 +41,8 @@ def summary(result) -> str:
         found.append(text)
     lines = [f"{result.input_path}: {d.duration_s:.1f} s, {d.sample_rate} Hz, {d.channels} ch, "
              f"{d.loudness_lufs:.1f} LUFS"]
+    if not d.level.present and any(s["name"] == "loudness" for s in result.stages):
+        found.append(f"level {d.loudness_lufs:.1f} LUFS, off target")
     lines.append("  found: " + (", ".join(found) if found else "nothing to repair"))
     done = []
     for s in result.stages:
@@ -69,7 +71,7 @@ def summary(result) -> str:
 @click.option("--sample-rate", "sample_rate_hz", type=click.IntRange(min=1), default=None,
               help="Output sample rate in Hz (default: the input's); above it, the band is extended.")
 @click.option("--denoiser", default="classical", show_default=True,
-              help="Denoiser backend of the denoise stage.")
+              help="Denoiser in the denoise slot: classical (spectral) or neural (our network).")
 @click.option("--subtype", default=None, help="Output subtype, e.g. PCM_24, FLOAT (default: the input's).")
 @click.option("--block-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Streaming block length in seconds (memory only; output does not change).")
