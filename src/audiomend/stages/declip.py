@@ -239,7 +239,7 @@ class DeclipProcessor(SegmentProcessor):
         self.window = _frame_length(sample_rate)
         self.hop = self.window // 2
         bin_hz = sample_rate / (_REDUNDANCY * self.window)
-        self.k_step = max(1, int(round(_K_STEP_HZ / bin_hz)))
+        self.k_step = max(1, round(_K_STEP_HZ / bin_hz))
         n_hops = max(int(np.ceil((2.0 * sample_rate - self.window) / self.hop)), 2)
         super().__init__(channels, self.window + n_hops * self.hop, self.window)
         self.level = level
