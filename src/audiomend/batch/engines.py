@@ -359,8 +359,10 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
     queue.reverse()
     with contextlib.ExitStack() as stack:
         if scheduler:
+            target = ({"scheduler_file": scheduler} if scheduler.endswith(".json")
+                      and Path(scheduler).is_file() else {"address": scheduler})
             try:
-                client = stack.enter_context(Client(scheduler, timeout="10s"))
+                client = stack.enter_context(Client(**target, timeout="10s"))
             except (OSError, TimeoutError) as e:
                 raise BadOptionError(f"--scheduler {scheduler}: cannot connect ({e})") from None
             n = workers or max(len(client.scheduler_info().get("workers", {})), 1)

@@ -178,7 +178,8 @@ class _Progress:
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: worker processes on this machine; dask: a Dask cluster.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="Existing Dask scheduler (with --engine dask); default: start a LocalCluster.")
+              help="Existing Dask scheduler address, or its --scheduler-file JSON (with --engine "
+                   "dask); default: start a LocalCluster.")
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3", "aiff"]),
               default=None, help="Write every output in this format (default: keep each input's).")
 @click.option("--force", is_flag=True,
