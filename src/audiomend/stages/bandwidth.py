@@ -122,7 +122,7 @@ def estimate_bandwidth(audio: np.ndarray, sample_rate: int) -> BandwidthEstimate
     active = energy >= energy.max() * 10 ** (-_ACTIVE_DB / 10)
     spectrum_db = 10 * np.log10(power[active].mean(axis=0) + EPS ** 2)
     bin_hz = sample_rate / n_fft
-    smooth = max(1, int(round(150.0 / bin_hz)))
+    smooth = max(1, round(150.0 / bin_hz))
     spectrum_db = np.convolve(spectrum_db, np.ones(smooth) / smooth, mode="same")
     n_bins = spectrum_db.size
     # For each candidate edge j: mean level in [0.8 j, j) against the maximum above (1+guard) j.
@@ -192,7 +192,7 @@ class BandReplicationProcessor(SpectralProcessor):
         fade = np.clip((freqs[targets] - fc) / _FADE_HZ, 0.0, 1.0)
         self._fade = np.sin(0.5 * np.pi * fade) ** 2
         # The source's own envelope, smoothed over ~ 300 Hz, to whiten the copies.
-        self._smooth = max(1, int(round(300.0 / bin_hz)))
+        self._smooth = max(1, round(300.0 / bin_hz))
         self._slope_state = np.zeros(1)
         self._slope_started = False
 
