@@ -293,9 +293,9 @@ def run_local(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    n = check_workers(workers)
     queue = list(jobs)
     queue.reverse()  # pop() from the end keeps the input order
+    n = min(check_workers(workers), max(len(queue), 1))
     breaks: dict[str, int] = {}
     ctx = multiprocessing.get_context("spawn")
     while queue:
@@ -367,7 +367,7 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
                 raise BadOptionError(f"--scheduler {scheduler}: cannot connect ({e})") from None
             n = workers or max(len(client.scheduler_info().get("workers", {})), 1)
         else:
-            n = check_workers(workers)
+            n = min(check_workers(workers), max(len(queue), 1))
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.ERROR, env=dict(SINGLE_THREAD_ENV)))

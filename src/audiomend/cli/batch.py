@@ -266,6 +266,11 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
                 click.echo(json.dumps({"status": "skipped", "key": job.key, "input": job.input_path,
                                        "output": job.output_path}))
 
+    from audiomend.batch.journal import JOURNAL_NAME
+
+    if not quiet and (out_dir / JOURNAL_NAME).exists():
+        click.echo(f"batch: checking {out_dir / JOURNAL_NAME} against {len(jobs)} file(s) "
+                   f"(checksums of finished files)", err=True)
     try:
         summary = run_batch(jobs, out_dir, fn=fn, engine=engine, workers=workers,
                             scheduler=scheduler, force=force, want_scores=report_path is not None,
