@@ -205,6 +205,22 @@ def test_stage_systems_follow_the_registry():
         make_system("stage:does_not_exist")
 
 
+def test_stage_system_takes_diagnosed_settings(speech_16k):
+    pytest.importorskip("audiomend.pipeline")
+    if "dehum" not in __import__("audiomend.stages", fromlist=["STAGES"]).STAGES:
+        pytest.skip("no dehum stage")
+    audio, rate = speech_16k
+    audio = audio[:, : 4 * rate]
+    t = np.arange(audio.shape[1]) / rate
+    hum = sum(0.05 / k * np.sin(2 * np.pi * 60 * k * t) for k in (1, 2, 3))
+    hummy = (audio + hum.astype(np.float32)).astype(np.float32)
+    system = make_system("stage:dehum")
+    (stage,) = system.stages_for(hummy, rate)
+    assert stage.mains_hz == 60.0  # from the diagnosis; the default is 50 Hz
+    assert stage.strength == type(stage)().strength  # tuning stays at its default
+    assert system.run(hummy, rate).shape == hummy.shape
+
+
 def test_cli_bench_runs_and_writes(tiny_corpus, tmp_path):
     from audiomend.cli import main
 

@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.util
 import os
 import shlex
@@ -447,12 +448,13 @@ class Pipeline(System):
 
 
 class StageSystem(System):
-    """One registered audiomend stage on its own.
+    """One registered audiomend stage on its own, with its default parameters.
 
-    A stage built with its default parameters is used as is. A stage whose parameters come from
-    the diagnosis (it cannot be built without arguments, e.g. a loudness gain or a hum frequency)
-    is planned per file by ``audiomend.pipeline.plan`` restricted to that stage, when the pipeline
-    offers it; if the plan leaves the stage out for a file, that file passes through unchanged.
+    Settings that only a diagnosis can give (a hum's mains frequency, a clipping level, a band
+    edge, a loudness gain) are filled in per file from ``audiomend.pipeline.plan(diagnose(audio),
+    stages=[name])`` when the pipeline can plan this stage; the stage's own tuning (``strength``)
+    keeps its default. The diagnosis is part of the stage's processing time. A stage the pipeline
+    does not plan (or without a pipeline) runs with its defaults only.
     """
 
     def __init__(self, stage_name: str) -> None:
@@ -464,18 +466,27 @@ class StageSystem(System):
         self.name = f"stage:{stage_name}"
         self.stage_name = stage_name
         try:
-            self._stage = STAGES[stage_name]()
+            self._default = STAGES[stage_name]()
         except TypeError:
-            self._stage = None
-            self._planner = _stage_planner(stage_name)
+            self._default = None
+        self._planner = _stage_planner(stage_name)
+        if self._default is None and self._planner is None:
+            raise BadOptionError(f"system 'stage:{stage_name}': the stage has no default "
+                                 f"parameters and audiomend.pipeline cannot plan it")
+
+    def stages_for(self, audio: np.ndarray, sample_rate: int) -> list:
+        """The stage(s) this system runs on ``audio``: defaults + settings from the diagnosis."""
+        planned = self._planner(audio, sample_rate) if self._planner is not None else []
+        if self._default is None:
+            return planned
+        if not planned:
+            return [self._default]
+        settings = {k: v for k, v in planned[0].to_dict().items() if k not in ("name", "strength")}
+        return [dataclasses.replace(self._default, **settings)]
 
     def process(self, audio, sample_rate, *, reference=None):
-        if self._stage is not None:
-            stages = [self._stage]
-        else:
-            stages = self._planner(audio, sample_rate)
         out = audio
-        for stage in stages:
+        for stage in self.stages_for(audio, sample_rate):
             out = stage(out, sample_rate)
             rate = stage.output_rate(sample_rate)
             if rate != sample_rate:
@@ -483,14 +494,18 @@ class StageSystem(System):
         return fit_length(out, audio.shape[1])
 
 
-def _stage_planner(stage_name: str) -> Callable[[np.ndarray, int], list]:
-    """Per-file planning of one stage through the pipeline's diagnose + plan."""
+def _stage_planner(stage_name: str) -> Callable[[np.ndarray, int], list] | None:
+    """Per-file planning of one stage through the pipeline's diagnose + plan, or None when the
+    pipeline is missing or does not plan this stage."""
     try:
         from audiomend.diagnose import diagnose
-        from audiomend.pipeline import plan
-    except ImportError as err:
-        raise BadOptionError(f"system 'stage:{stage_name}': the stage needs parameters from the "
-                             f"diagnosis and audiomend.pipeline.plan is not available") from err
+        from audiomend.pipeline import check_stage_names, plan
+    except ImportError:
+        return None
+    try:
+        check_stage_names([stage_name])
+    except AudiomendError:
+        return None
 
     def planned(audio: np.ndarray, sample_rate: int) -> list:
         diagnosis = diagnose(audio, sample_rate)
