@@ -46,7 +46,9 @@ def test_cli_bad_input_gives_one_line_and_no_traceback(verb: str, tmp_path: Path
     bad = tmp_path / "garbage.wav"
     bad.write_bytes(np.random.default_rng(3).bytes(2000))
     extra = ["-o", str(tmp_path / "out.wav")] if verb == "restore" else []
-    for path in (bad, tmp_path / "missing.wav", tmp_path):
+    # A folder is a valid target of assess (it scores every file in it), not of the others.
+    paths = (bad, tmp_path / "missing.wav") + (() if verb == "assess" else (tmp_path,))
+    for path in paths:
         result = _cli(verb, str(path), *extra)
         assert result.returncode != 0
         assert "Traceback" not in result.stderr

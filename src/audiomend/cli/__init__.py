@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             return rv
     except click.exceptions.Exit as e:
         return int(e.exit_code)
+    except click.BadParameter as e:
+        # A missing file or a bad value: one line naming it, like every other user error.
+        click.echo(f"audiomend: error: {e.format_message()}", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code
