@@ -65,20 +65,34 @@ def build_archive(folder: Path, *, files: int, seconds: float, seed: int) -> flo
     return files * seconds
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and its finished children (the workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_config(src: Path, out: Path, *, engine: str, workers: int) -> dict:
     from audiomend.batch import jobs_from_folder, run_batch
     from audiomend.pipeline import RestoreOptions
 
     jobs = jobs_from_folder(src, out, options=RestoreOptions())
+    load = os.getloadavg()[0]
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     summary = run_batch(jobs, out, engine=engine, workers=workers)
     wall = time.perf_counter() - t0
+    time.sleep(1.0)  # let the Dask nannies' workers be reaped, so their CPU time is counted
+    cpu = _cpu_s() - cpu0
     if summary.failed:
         sys.exit(f"{engine}/{workers}: {summary.failed} files failed: {summary.failures[0].error}")
     rtfs = [r.rtf for r in summary.records if r.rtf is not None]
     return {"engine": engine, "workers": workers, "files": summary.done,
             "audio_h": summary.audio_s / 3600, "wall_s": wall,
             "throughput": summary.audio_s / wall, "mean_rtf": float(np.mean(rtfs)),
+            "cpu_s": cpu, "per_cpu": summary.audio_s / cpu if cpu > 0 else float("nan"),
+            "load": load,
             "shas": {r.key: r.output_sha256 for r in summary.records}}
 
 
@@ -126,12 +140,18 @@ def main() -> None:
         ("Throughput = audio hours restored per wall-clock hour for the whole `run_batch` call "
         "(worker start-up, planning, checksums and journal included)."),
         "",
-        "| engine | workers | files | audio h | wall s | audio h / wall h | mean per-file RTF |",
-        "|---|---|---|---|---|---|---|",
+        ("CPU s = user + system time of the batch process and its workers; audio h / CPU h shows "
+        "the work per file, independent of how much of the machine the run got. Load = the 1-min "
+        "load average when the run started (2 cores: above ~2 means other jobs were competing)."),
+        "",
+        ("| engine | workers | files | audio h | wall s | audio h / wall h | CPU s | audio h / CPU h "
+        "| mean per-file RTF | load |"),
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['engine']} | {r['workers']} | {r['files']} | {r['audio_h']:.3f} | "
-                     f"{r['wall_s']:.1f} | {r['throughput']:.1f} | {r['mean_rtf']:.3f} |")
+                     f"{r['wall_s']:.1f} | {r['throughput']:.1f} | {r['cpu_s']:.0f} | "
+                     f"{r['per_cpu']:.1f} | {r['mean_rtf']:.3f} | {r['load']:.1f} |")
     lines += [
         "",
         (f"Scaling from 1 to 2 local workers: **{ratio:.2f}x** (goal >= 1.8x). "
