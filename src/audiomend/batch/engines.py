@@ -150,11 +150,6 @@ def _temp_output(output: Path) -> Path:
     return output.with_name(f".{output.name}.{os.getpid()}.partial{output.suffix}")
 
 
-def is_partial_output(path: Path) -> bool:
-    """True for the hidden temporary files :func:`run_job` writes before the final rename."""
-    return path.name.startswith(".") and f".partial{path.suffix}" in path.name
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -221,7 +216,10 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
             diagnosis=diagnosis,
         )
         if want_scores:
-            record.update(_report_material(job.input_path, out, dnsmos=dnsmos))
+            try:
+                record.update(_report_material(job.input_path, out, dnsmos=dnsmos))
+            except Exception as err:  # noqa: BLE001 - the file is restored; only its scores failed
+                record["scores"] = {"error": _one_line(err, job.input_path)}
     except Exception as err:  # noqa: BLE001 - a bad file must not stop the batch: report it
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
