@@ -42,7 +42,7 @@ LOOKAHEAD_MS = 2.0
 #: Release rate of the limiter, in dB per second (6 dB of reduction recovers in 60 ms).
 RELEASE_DB_PER_S = 100.0
 #: Safety margin below the ceiling, in dB, covering the interpolation error of the estimate.
-MARGIN_DB = 0.1
+MARGIN_DB = 0.2
 #: The gain is held flat this many samples either side of a peak, so the interpolation filter
 #: around the peak sees a constant gain (a ramping gain would raise the inter-sample peak).
 HOLD_SAMPLES = 4
