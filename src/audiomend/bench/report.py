@@ -74,6 +74,8 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
 def _fmt(value: float, metric: str) -> str:
     if not math.isfinite(value):
         return "-"
+    if metric == "lag" and abs(value) < 0.005:
+        return "0.00"  # not "-0.00" for sub-sample noise
     if metric in ("estoi", "stoi"):
         return f"{value:.3f}"
     if metric in ("rtf",):
@@ -157,6 +159,24 @@ def to_json(result: BenchResult, *, machine: dict[str, Any] | None = None) -> di
     })
 
 
+def load_json(path: str | os.PathLike) -> BenchResult:
+    """Rebuild a :class:`BenchResult` from :func:`to_json` output (to re-render a report)."""
+    from audiomend.bench.run import FileResult
+
+    data = json.loads(Path(path).read_text())
+    fixed = {"system", "category", "file", "sample_rate", "duration_s", "process_s", "rtf",
+             "peak_mem_mib", "lag_ms", "error"}
+    nan = float("nan")
+    rows = []
+    for row in data["files"]:
+        scores = {m: nan if row.get(m) is None else float(row[m]) for m in data["metrics"]}
+        kwargs = {k: (nan if row.get(k) is None else row[k]) for k in fixed if k in row}
+        kwargs["error"] = row.get("error") or ""
+        rows.append(FileResult(**kwargs, scores=scores))
+    return BenchResult(data["systems"], data["metrics"], data["corpus"], rows=rows,
+                       skipped=data.get("skipped", {}), settings=data.get("settings", {}))
+
+
 def write_csv(result: BenchResult, path: str | os.PathLike) -> Path:
     """One row per (system, file) with every score."""
     path = Path(path)
@@ -187,7 +207,7 @@ def plot(result: BenchResult, path: str | os.PathLike) -> Path | None:
     systems = [s for s in result.systems if s not in result.skipped]
     categories = result.categories
     width = 0.8 / max(len(systems), 1)
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(6, 1.2 * len(categories) + 3),
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(max(8, 1.2 * len(categories) + 3),
                                                        2.6 * len(metrics)), squeeze=False)
     x = np.arange(len(categories))
     for ax, metric in zip(axes[:, 0], metrics):
@@ -197,10 +217,12 @@ def plot(result: BenchResult, path: str | os.PathLike) -> Path | None:
         ax.set_ylabel(TITLES.get(metric, metric))
         ax.set_xticks(x, categories)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize="small", ncol=min(len(systems), 4), loc="lower left",
-                      bbox_to_anchor=(0, 1.02))
-    axes[0, 0].set_title(f"audiomend bench: {result.corpus}", pad=28)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(f"audiomend bench: {result.corpus}")
+    top = 1 - 0.9 / fig.get_figheight()
+    fig.legend(handles, labels, fontsize="small", ncol=min(len(systems), int(fig.get_figwidth() / 1.7)), loc="upper center",
+               bbox_to_anchor=(0.5, top + 0.35 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, top - 0.1 / fig.get_figheight()))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

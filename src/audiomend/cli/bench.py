@@ -101,8 +101,9 @@ def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds,
         click.echo(f"{name}: {reason}", err=True)
     if output:
         argv = ["audiomend", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else []
+        result.settings["command"] = shlex.join(argv) if argv else ""
         written = report.write_all(result, output, machine=machine_info(),
-                                   command=shlex.join(argv) if argv else "")
+                                   command=result.settings["command"])
         click.echo("wrote " + ", ".join(map(str, written)), err=True)
     elif not as_json:
         click.echo(report.markdown(result))
