@@ -77,6 +77,17 @@ def hum(x, rate, mains_hz, level_db, rng):
     return (x + h[None]).astype(np.float32)
 
 
+def add_clicks(x, rate, rate_per_s, amplitude, rng):
+    """Poisson clicks: 0.5 ms decaying, sign-alternating bursts, peak ``amplitude`` x 0.5..1."""
+    y = x.copy()
+    n = int(0.0005 * rate) + 1
+    burst = np.exp(-np.arange(n) / (n / 3)) * np.where(np.arange(n) % 2, -1.0, 1.0)
+    times = np.flatnonzero(rng.random(x.shape[1] - n) < rate_per_s / rate)
+    for t in times:
+        y[:, t:t + n] += amplitude * rng.uniform(0.5, 1) * rng.choice([-1, 1]) * burst
+    return y.astype(np.float32)
+
+
 def damage(kind: str, x, rate, rng, noises, rirs):
     """One damaged copy of ``x`` (already at -26 dBFS) and the damage parameters."""
     if kind == "noise":
@@ -97,10 +108,13 @@ def damage(kind: str, x, rate, rng, noises, rirs):
     if kind == "hum":
         mains, db = float(rng.choice([50.0, 60.0])), float(rng.uniform(-20, -3))
         return hum(x, rate, mains, db, rng), f"{mains:.0f} Hz at {db:.0f} dB"
+    if kind == "clicks":
+        per_s, amp = float(rng.uniform(1, 10)), float(rng.uniform(0.05, 0.5))
+        return add_clicks(x, rate, per_s, amp, rng), f"{per_s:.0f}/s at {amp:.2f}"
     raise ValueError(kind)
 
 
-SIMULATED = ("noise", "reverb", "clipping", "bandwidth", "level", "hum")
+SIMULATED = ("noise", "reverb", "clipping", "bandwidth", "level", "hum", "clicks")
 
 # ---------------------------------------------------------------------------------------------
 # Tests
@@ -208,7 +222,8 @@ def test_each_damage_is_detected(smoke_material, kind):
 
     estimator = {"noise": ("denoise", "estimate_noise"), "reverb": ("dereverb", "estimate_reverb"),
                  "clipping": ("declip", "detect_clipping"), "bandwidth": ("bandwidth", "estimate_bandwidth"),
-                 "hum": ("dehum", "estimate_hum"), "level": None}[kind]
+                 "hum": ("dehum", "estimate_hum"), "clicks": ("declick", "detect_clicks"),
+                 "level": None}[kind]
     if estimator is not None and _estimator(*estimator) is None:
         pytest.skip(f"{estimator[0]}.{estimator[1]} has not landed yet")
     x, rate, noises, rirs = smoke_material

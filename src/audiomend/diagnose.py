@@ -51,9 +51,10 @@ from audiomend.dsp import check_audio
 
 #: The ``present`` thresholds, with the reasoning (simulation on train/speech, see module doc).
 THRESHOLDS: dict[str, float] = {
-    # Clipped samples / all samples. Clean speech: 0 (the detector needs flat runs at the peak);
-    # clipping 4 dB below the peak already flattens > 0.5 % of samples.
-    "clipping_fraction": 1e-3,
+    # Clipped samples / all samples (declip's detector). 24 clean train clips: exactly 0 (it
+    # needs flat runs at the extremes); hard clipping 4-14 dB below the peak: 6e-4 .. 0.11,
+    # with confidence ~1. The mildest damage (4-5 dB below the peak) flattens 0.06 % of samples.
+    "clipping_fraction": 3e-4,
     "clipping_confidence": 0.3,
     # Hum: the estimator's confidence (how far the harmonic peaks stand out) decides. On 24
     # clean train clips it stays <= 0.19; hum at -20..-3 dB re speech gives 0.14-0.98 (10 of
@@ -67,12 +68,12 @@ THRESHOLDS: dict[str, float] = {
     # noise at -2..15 dB SNR (real noises from train/noise): <= 24.5 in 23 of 24 clips.
     "noise_snr_db": 25.0,
     "noise_confidence": 0.3,
-    # Estimated RT60 in s (dereverb's blind estimate). 16 clean train clips: 0.18-0.345 s.
-    # Train rooms with RT60 0.4-2.6 s: 0.30-2.2 s (the houses at 0.4-0.5 s read 0.30-0.44).
-    # 0.40 keeps a margin over clean speech and catches 13 of 16 rooms; milder rooms are left
-    # alone, where dereverberation gains little. Noise raises the estimate (0.3-1.3 s on noisy
-    # dry speech), so noisy speech is sometimes also dereverberated.
-    "reverb_rt60_s": 0.40,
+    # Estimated RT60 in s (dereverb's blind estimate). 24 clean train clips: 0.15-0.456 s.
+    # Train rooms with RT60 >= 0.4 s read 0.435-3.2 s (the houses at 0.4-0.5 s: 0.435-0.70).
+    # 0.46 sits just above every clean clip seen and catches 20 of 22 such rooms; milder
+    # rooms are left alone, where dereverberation gains little. Noise raises the estimate
+    # (0.3-1.3 s on noisy dry speech), so noisy speech is sometimes also dereverberated.
+    "reverb_rt60_s": 0.46,
     "reverb_confidence": 0.3,
     # Effective bandwidth (bandwidth's estimate) as a fraction of Nyquist. 16 clean train clips
     # read the full band (confidence 0); low-passes at 3.4/4/5.5 kHz read 3.2-5.62 kHz. Real
@@ -80,9 +81,11 @@ THRESHOLDS: dict[str, float] = {
     # the threshold sits just above the highest damaged reading: 0.71 x 8 kHz = 5.68 kHz.
     "bandwidth_ratio": 0.71,
     "bandwidth_confidence": 0.3,
-    # Clicks a second. Clean speech: < 0.2 (plosives); a click-damaged record: > 1.
-    "clicks_rate_per_s": 0.5,
-    "clicks_confidence": 0.3,
+    # Clicks: declick's rate and confidence together. 24 clean train clips: rate <= 0.45/s
+    # except one at 2.2/s (plosives and glottal onsets look impulsive), confidence <= 0.44;
+    # 0.5 ms clicks at 1-10/s, peak 0.05-0.5: rate 1.3-9.3/s, confidence 0.46-1.0 (one 0.31).
+    "clicks_rate_per_s": 1.0,
+    "clicks_confidence": 0.45,
     # Integrated loudness in LUFS below which the level is "clearly wrong" (too quiet). 24 clean
     # train clips at -26 dBFS active level read -24.7..-28.9 LUFS; the gain damage (-20..-35 dB)
     # gives -46..-61 LUFS. -36 leaves 7 LU of margin on the clean side: speech recorded sensibly

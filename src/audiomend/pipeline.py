@@ -21,8 +21,10 @@ Examples
 []
 >>> noisy = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-18.0,
 ...                   noise=NoiseFinding(8.0, 0.9, True))
->>> [s.name for s in plan(noisy, skip=())]  # doctest: +SKIP
-['denoise']
+>>> plan(noisy)
+[Denoise(strength=0.85, attenuation_limit_db=30.0, backend='classical')]
+>>> plan(noisy, skip=["denoise"])
+[]
 """
 
 from __future__ import annotations
@@ -230,9 +232,13 @@ def plan(
     Examples
     --------
     >>> from audiomend.diagnose import Diagnosis
-    >>> quiet = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-50.0)
-    >>> [s.to_dict() for s in plan(quiet)]  # doctest: +SKIP
+    >>> from audiomend.diagnose import LevelFinding
+    >>> quiet = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-50.0,
+    ...                   peak_dbfs=-35.0, level=LevelFinding(-50.0, 1.0, True))
+    >>> [s.to_dict() for s in plan(quiet)]
     [{'name': 'loudness', 'gain_db': 34.0, 'true_peak_dbfs': -1.0}]
+    >>> [s.to_dict() for s in plan(quiet, target_lufs=-23.0, strength=0.5)]
+    [{'name': 'loudness', 'gain_db': 13.5, 'true_peak_dbfs': -1.0}]
     """
     forced = check_stage_names(stages or [], option="--stages")
     skipped = set(check_stage_names(skip, option="--skip"))
