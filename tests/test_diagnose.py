@@ -17,7 +17,6 @@ import pytest
 from scipy import signal
 
 from audiomend.diagnose import DAMAGES, Diagnosis, LoudnessMeter, diagnose, diagnose_file
-from audiomend.dsp import resample
 from audiomend.io import load
 
 # ---------------------------------------------------------------------------------------------
@@ -250,8 +249,9 @@ def _calibrate(n_clips: int = 16, seed: int = 1) -> None:
               for i in rng.choice(len(noise_files), 12, replace=False)]
     import csv
 
-    rir_rows = {r["path"]: float(r["rt60_s"]) for r in
-                csv.DictReader(open(root.parent / "rir_index.csv")) if r["path"].startswith("train/")}
+    with open(root.parent / "rir_index.csv") as f:
+        rir_rows = {r["path"]: float(r["rt60_s"]) for r in csv.DictReader(f)
+                    if r["path"].startswith("train/")}
     rirs = [(load(root.parent / p, sample_rate=16000, mono=True)[0], rt)
             for p, rt in rir_rows.items() if rt <= 2.6]
     rows = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -23,7 +24,14 @@ from audiomend.diagnose import (
 )
 from audiomend.errors import BadAudioError, BadOptionError
 from audiomend.io import load
-from audiomend.pipeline import REPAIR_ORDER, RestoreChain, RestoreOptions, plan, restore, restore_file
+from audiomend.pipeline import (
+    REPAIR_ORDER,
+    RestoreChain,
+    RestoreOptions,
+    plan,
+    restore,
+    restore_file,
+)
 from audiomend.stages import STAGES
 
 
@@ -209,7 +217,7 @@ def test_streamed_file_equals_whole_array(shared_data, tmp_path, block_s):
     options = RestoreOptions(stages=stages, block_s=block_s, subtype="FLOAT")
     result = restore_file(src, tmp_path / "out.wav", options)
     assert [s["name"] for s in result.stages] == list(stages)
-    streamed, out_rate = load(tmp_path / "out.wav")
+    streamed, _ = load(tmp_path / "out.wav")
     whole, _ = restore(x, rate, RestoreOptions(stages=stages))
     assert streamed.shape == whole.shape == x.shape
     np.testing.assert_allclose(streamed, whole, atol=1e-5)
@@ -328,7 +336,7 @@ def test_progress_reports_both_passes(speech_16k, tmp_path):
     restore_file(src, tmp_path / "out.wav", RestoreOptions(block_s=0.5),
                  progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (2 * x.shape[1], 2 * x.shape[1])
-    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
 
 
 def test_repair_order_is_the_registry_contract():

@@ -337,7 +337,7 @@ class LoudnessMeter:
     def __init__(self, sample_rate: int, channels: int) -> None:
         self._sos = k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], channels, 2))
-        self._step = max(int(round(0.1 * sample_rate)), 1)
+        self._step = max(round(0.1 * sample_rate), 1)
         self._partial = np.zeros(0)         # squared K-weighted samples of the unfinished step
         self._steps: list[np.ndarray] = []  # mean square per 100 ms step, summed over channels
 
@@ -417,7 +417,7 @@ def percentile_snr_db(block: np.ndarray, sample_rate: int) -> float:
     >>> 38 < percentile_snr_db(x[None].astype(np.float32), 16000) < 42
     True
     """
-    frame = max(int(round(0.02 * sample_rate)), 1)
+    frame = max(round(0.02 * sample_rate), 1)
     hop = max(frame // 2, 1)
     mono = block.astype(np.float64).mean(axis=0)
     if mono.shape[0] < frame:
@@ -486,7 +486,7 @@ class DiagnosisAccumulator:
                  min_tail_s: float = 1.0) -> None:
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
-        self._window = max(int(round(analysis_s * sample_rate)), 1)
+        self._window = max(round(analysis_s * sample_rate), 1)
         self._min_tail = int(min_tail_s * sample_rate)
         self._analysed = 0
         self._pending = np.zeros((channels, 0), np.float32)
@@ -669,7 +669,7 @@ def diagnose(audio: np.ndarray, sample_rate: int, *, block_s: float = 10.0) -> D
     (2, -inf, [])
     """
     audio = check_audio(audio, sample_rate)
-    block = max(int(round(block_s * sample_rate)), 1)
+    block = max(round(block_s * sample_rate), 1)
     return diagnose_blocks(_array_blocks(audio, block), sample_rate, audio.shape[0])
 
 

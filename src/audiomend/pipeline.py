@@ -451,7 +451,7 @@ class RestoreChain:
         return np.concatenate(out, axis=1)
 
     def expected_output(self, n_in: int) -> int:
-        return int(round(n_in * self.out_rate / self.in_rate))
+        return round(n_in * self.out_rate / self.in_rate)
 
     def process(self, block: np.ndarray) -> NDArray[np.float32]:
         """Feed ``(channels, n)`` at ``in_rate``; return the output ready so far at ``out_rate``."""

@@ -18,8 +18,8 @@ def table(diagnosis, path: str) -> str:
     from audiomend.diagnose import DAMAGES
 
     d = diagnosis
-    lines = [f"{path}: {d.duration_s:.2f} s, {d.sample_rate} Hz, {d.channels} ch, "
-             f"loudness {d.loudness_lufs:.1f} LUFS, peak {d.peak_dbfs:.1f} dBFS",
+    lines = [(f"{path}: {d.duration_s:.2f} s, {d.sample_rate} Hz, {d.channels} ch, "
+              f"loudness {d.loudness_lufs:.1f} LUFS, peak {d.peak_dbfs:.1f} dBFS"),
              f"  {'damage':<10} {'value':>10}  {'unit':<17} {'confidence':>10}  present"]
     for name in DAMAGES:
         f = getattr(d, name)

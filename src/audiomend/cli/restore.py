@@ -22,31 +22,38 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
         raise click.BadParameter(str(e).split(": ", 1)[1], param_hint=option) from None
 
 
+def describe(name: str, f) -> str:
+    """One finding in a few words."""
+    if name == "hum":
+        return f"hum {f.mains_hz:g} Hz at {f.value:.0f} dB"
+    if name == "dc":
+        return f"DC offset {f.value:+.4f}"
+    if name == "clicks":
+        return f"clicks {f.value:.1f}/s"
+    if name == "clipping":
+        return f"clipping {100 * f.value:.2f}% of samples"
+    if name == "noise":
+        return f"noise (SNR {f.value:.0f} dB)"
+    if name == "reverb":
+        return f"reverberation (RT60 {f.value:.2f} s)"
+    if name == "bandwidth":
+        return f"band limited to {f.value / 1000:.1f} kHz"
+    return f"level {f.value:.1f} LUFS"
+
+
 def summary(result) -> str:
     """A few human lines: what was found, what was done, how fast."""
     d = result.diagnosis
-    found = []
-    for name in d.damages:
-        f = getattr(d, name)
-        text = {
-            "hum": lambda: f"hum {f.mains_hz:g} Hz at {f.value:.0f} dB",
-            "dc": lambda: f"DC offset {f.value:+.4f}",
-            "clicks": lambda: f"clicks {f.value:.1f}/s",
-            "clipping": lambda: f"clipping {100 * f.value:.2f}% of samples",
-            "noise": lambda: f"noise (SNR {f.value:.0f} dB)",
-            "reverb": lambda: f"reverberation (RT60 {f.value:.2f} s)",
-            "bandwidth": lambda: f"band limited to {f.value / 1000:.1f} kHz",
-            "level": lambda: f"level {f.value:.1f} LUFS",
-        }[name]()
-        found.append(text)
-    lines = [f"{result.input_path}: {d.duration_s:.1f} s, {d.sample_rate} Hz, {d.channels} ch, "
-             f"{d.loudness_lufs:.1f} LUFS"]
+    found = [describe(name, getattr(d, name)) for name in d.damages]
+    lines = [(f"{result.input_path}: {d.duration_s:.1f} s, {d.sample_rate} Hz, {d.channels} ch, "
+              f"{d.loudness_lufs:.1f} LUFS")]
     if not d.level.present and any(s["name"] == "loudness" for s in result.stages):
         found.append(f"level {d.loudness_lufs:.1f} LUFS, off target")
     lines.append("  found: " + (", ".join(found) if found else "nothing to repair"))
     done = []
     for s in result.stages:
-        params = ", ".join(f"{k}={v}" for k, v in s.items() if k != "name")
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in s.items() if k != "name")
         done.append(f"{s['name']}({params})")
     lines.append("  done:  " + (" -> ".join(done) if done else "nothing (output = input)"))
     lines.append(f"  wrote {result.output_path} ({result.sample_rate} Hz) in "
