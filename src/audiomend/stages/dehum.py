@@ -190,16 +190,23 @@ class DehumProcessor(OverlapAddProcessor):
         return np.maximum(own, family)
 
     # -- per frame -----------------------------------------------------------------------------
-    def _process_frame(self, frame: np.ndarray) -> np.ndarray:
+    def _process_frame(self, frame: np.ndarray, real: np.ndarray | None) -> np.ndarray:
+        """One frame ``(C, n)``; ``real`` marks the samples that are not stream padding."""
         x = frame.astype(np.float64)
         out = x
+        w_full, w_dec = self._w_full, self._w_dec
+        if real is not None:  # the first and last frames: fit only what was really there
+            w_full = w_full * real
+            w_dec = w_dec * real.reshape(self._m, self.factor).mean(axis=-1)
+        if not w_dec.sum() > 0:
+            return out
         if self.remove_dc:
-            dc = x @ self._w_full / self._w_full.sum()
+            dc = x @ w_full / w_full.sum()
             out = out - dc[:, np.newaxis]
         if not len(self.harmonics) or not np.any(x):
             return out
         xd = x.reshape(self.channels, self._m, self.factor).mean(axis=-1)
-        xd = xd - xd @ self._w_dec[:, np.newaxis] / self._w_dec.sum()
+        xd = xd - xd @ w_dec[:, np.newaxis] / w_dec.sum()
         power = self._spectrum(xd)
         f0 = self._fundamental(xd, power)
         self._f0 = self.last_f0_hz = f0
@@ -211,8 +218,8 @@ class DehumProcessor(OverlapAddProcessor):
         g = gate[gate > 0]
         freqs = k * f0
         omega = 2 * np.pi * freqs / self._rate_d
-        basis = self._w_dec * np.exp(-1j * np.outer(omega, self._n_decimated))   # (K, m)
-        amp = 2 * (xd @ basis.T) / self._w_dec.sum()                             # (C, K)
+        basis = w_dec * np.exp(-1j * np.outer(omega, self._n_decimated))        # (K, m)
+        amp = 2 * (xd @ basis.T) / w_dec.sum()                                  # (C, K)
         amp /= _boxcar_response(freqs, self.sample_rate, self.factor)[np.newaxis, :]
         amp *= g[np.newaxis, :]
         z = np.exp(1j * 2 * np.pi * f0 / self.sample_rate * self._t_full)        # (n,)
@@ -227,8 +234,16 @@ class DehumProcessor(OverlapAddProcessor):
 
     def process_frames(self, frames: Block) -> np.ndarray:
         out = np.empty(frames.shape, np.float32)
-        for t in range(frames.shape[1]):
-            out[:, t] = self._process_frame(frames[:, t])
+        n, hop = self.frame_length, self.hop_length
+        for i in range(frames.shape[1]):
+            # Frame t covers stream samples [t*hop - (n - hop), t*hop + hop); before the first
+            # sample are the stream's front zeros, after _n_in the zeros flush() pushes.
+            start = (self.frames_done + i) * hop - (n - hop)
+            real = None
+            if start < 0 or start + n > self._n_in:
+                positions = start + self._t_full
+                real = ((positions >= 0) & (positions < self._n_in)).astype(np.float64)
+            out[:, i] = self._process_frame(frames[:, i], real)
         return out
 
 
@@ -322,7 +337,8 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
 
     The block (channels averaged) is decimated to about 4 kHz and cut into 1 s Hann segments
     (hop 0.5 s). Around each of the first 8 harmonics of 50 and of 60 Hz (+-1 % drift), the power
-    above the local floor (6-18 Hz further out) is measured in every segment; hum is there in
+    above the local floor (the quieter of the two sides 6-18 Hz further out) is measured in
+    every segment; hum is there in
     every segment while speech comes and goes, so the 25 % quantile over segments counts as
     hum. The family with more hum wins. Cheap: about 0.1-0.5 % of real time.
 
@@ -379,18 +395,19 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
             half = c * DRIFT_RATIO + 2.0 * rate_d / seg
             band = (freqs >= c - half) & (freqs <= c + half)
             near = (np.abs(freqs - c) >= half + 6.0) & (np.abs(freqs - c) <= half + 18.0)
-            floor = spec[:, near].mean(axis=1, keepdims=True)
-            excess = np.sum(spec[:, band] - floor, axis=1)
-            # Hum is there in every segment; speech near a harmonic comes and goes: a low
-            # quantile over segments keeps the first and drops the second.
-            stationary = max(float(np.quantile(excess, 0.25)), 0.0)
+            floor = spec[:, near].mean(axis=1)
+            # Minimum statistics: hum is in every segment, speech near a harmonic comes and
+            # goes. The low quantile of the band's power, less the low quantile of the
+            # neighbourhood's, is the steady part: the hum.
+            in_band = np.quantile(spec[:, band].sum(axis=1), 0.25)
+            stationary = max(float(in_band - np.quantile(floor, 0.25) * int(band.sum())), 0.0)
             response = np.abs(_boxcar_response(np.array([c]), sample_rate, factor))[0] ** 2
             hum_power += stationary / response
-            ratios.append(float(np.quantile(spec[:, band].max(axis=1)
-                                            / np.maximum(np.median(spec[:, near], axis=1),
-                                                         1e-30), 0.25)))
-        ratio_db = 10 * np.log10(np.maximum(np.sort(ratios)[::-1][:3], 1e-30))
-        scores[mains] = (hum_power, float(np.mean(ratio_db)))
+            background = float(np.median(floor)) * int(band.sum())
+            ratios.append(stationary / max(background, 1e-30))
+        # Confidence: how far the clearest harmonic's steady part stands above the background
+        # in its band (3 dB -> 0, 13 dB -> 1).
+        scores[mains] = (hum_power, float(10 * np.log10(max(max(ratios, default=0.0), 1e-30))))
     mains = max(scores, key=lambda f: scores[f][0])
     hum_power, ratio_db = scores[mains]
     other_power = scores[110.0 - mains][0]
@@ -398,7 +415,8 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
     if hum_power <= 0:
         return none
     dominance = hum_power / (hum_power + other_power)
-    confidence = float(np.clip((ratio_db - 6.0) / 14.0, 0.0, 1.0) * np.clip(2 * dominance - 1, 0, 1))
+    confidence = float(np.clip((ratio_db - 3.0) / 10.0, 0.0, 1.0)
+                       * np.clip(2 * dominance - 1, 0, 1))
     if confidence <= 0.0:
         return HumEstimate(0.0, max(level_db, -120.0), 0.0)
     return HumEstimate(mains, max(level_db, -120.0), round(confidence, 3))
