@@ -241,3 +241,19 @@ def test_noisereduce_keeps_shape(name, speech_16k):
     audio, rate = speech_16k
     out = make_system(name).run(audio[:, : 2 * rate], rate)
     assert out.shape == (audio.shape[0], 2 * rate) and np.isfinite(out).all()
+
+
+def test_make_corpus_is_reproducible_from_a_seed(shared_data, tmp_path):
+    from audiomend.cli import main
+
+    smoke = shared_data / "smoke"
+    args = ["bench", "--make-corpus", "--clean-dir", str(smoke / "speech"), "--noise-dir",
+            str(smoke / "noise"), "--rir-dir", str(smoke / "rir"), "--seed", "7", "--count", "2",
+            "--sample-rate-hz", "16000", "--no-progress"]
+    assert main(args + ["--corpus", str(tmp_path / "a")]) == 0
+    assert main(args + ["--corpus", str(tmp_path / "b")]) == 0
+    pairs_a, pairs_b = corpus.discover(tmp_path / "a"), corpus.discover(tmp_path / "b")
+    assert len(pairs_a) == 2 and all(p.recipe is not None for p in pairs_a)
+    for a, b in zip(pairs_a, pairs_b):
+        assert a.name == b.name
+        assert np.array_equal(load(a.degraded)[0], load(b.degraded)[0])

@@ -71,9 +71,11 @@ def _read_recipes(path: Path) -> dict[str, dict[str, Any]]:
             entry = json.loads(line)
         except json.JSONDecodeError as err:
             raise BadOptionError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        key = entry.get("name") or Path(str(entry.get("output", entry.get("file", "")))).stem
+        key = str(entry.get("name") or entry.get("output") or entry.get("file") or "")
+        if Path(key).suffix.lower() in AUDIO_EXTENSIONS:  # "x.flac" and "x" name the same pair
+            key = Path(key).stem
         if key:
-            recipes[str(key)] = entry
+            recipes[key] = entry
     return recipes
 
 
@@ -136,7 +138,8 @@ def discover(corpus_dir: str | os.PathLike, *, categories: list[str] | None = No
 def make_corpus(out_dir: str | os.PathLike, *, clean_dir: str | os.PathLike,
                 noise_dir: str | os.PathLike | None = None,
                 rir_dir: str | os.PathLike | None = None, seed: int = 0,
-                sample_rate: int | None = None) -> Path:
+                sample_rate: int | None = None, count: int | None = None,
+                progress: bool = True) -> Path:
     """Build a bench corpus with the damage simulator (``audiomend.degradations.make_corpus``).
 
     Parameters
@@ -146,6 +149,8 @@ def make_corpus(out_dir: str | os.PathLike, *, clean_dir: str | os.PathLike,
     noise_dir, rir_dir : folders of noise recordings and room impulse responses (optional).
     seed : int, the seed every recipe is drawn from; the same seed gives the same corpus.
     sample_rate : int Hz or None (keep each clip's rate).
+    count : int or None, number of pairs (None: one per clean file).
+    progress : show the simulator's progress bar on stderr.
 
     Returns
     -------
@@ -156,8 +161,6 @@ def make_corpus(out_dir: str | os.PathLike, *, clean_dir: str | os.PathLike,
             raise BadOptionError(f"{name}: {folder} is not a folder")
     from audiomend.degradations import make_corpus as simulate
 
-    kwargs: dict[str, Any] = {"noise_dir": noise_dir, "rir_dir": rir_dir, "seed": seed}
-    if sample_rate is not None:
-        kwargs["sample_rate"] = sample_rate
-    simulate(clean_dir, out_dir, **kwargs)
+    simulate(clean_dir, out_dir, noise_dir=noise_dir, rir_dir=rir_dir, seed=seed,
+             sample_rate=sample_rate, count=count, progress=progress)
     return Path(out_dir)

@@ -48,10 +48,15 @@ def _parse_commands(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--noise-dir", type=click.Path(file_okay=False), help="Noise recordings (--make-corpus).")
 @click.option("--rir-dir", type=click.Path(file_okay=False), help="Room impulse responses (--make-corpus).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --make-corpus.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Pairs to make with --make-corpus (default: one per clean file).")
+@click.option("--sample-rate-hz", "sample_rate_hz", type=int, default=None,
+              help="Resample the --make-corpus pairs to this rate (default: keep each file's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per scored file to stdout.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds, limit,
-            make_corpus, clean_dir, noise_dir, rir_dir, seed, as_json, no_progress):
+            make_corpus, clean_dir, noise_dir, rir_dir, seed, count, sample_rate_hz, as_json,
+            no_progress):
     """Score restoration systems side by side on the same files with the same scorer.
 
     \b
@@ -71,12 +76,14 @@ def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds,
         if not clean_dir:
             raise click.UsageError("--make-corpus needs --clean-dir")
         corpus_mod.make_corpus(corpus_dir, clean_dir=clean_dir, noise_dir=noise_dir,
-                               rir_dir=rir_dir, seed=seed)
+                               rir_dir=rir_dir, seed=seed, count=count,
+                               sample_rate=sample_rate_hz, progress=not no_progress)
         click.echo(f"corpus written to {corpus_dir}", err=True)
         if not output:
             return
-    elif any((clean_dir, noise_dir, rir_dir)):
-        raise click.UsageError("--clean-dir/--noise-dir/--rir-dir only go with --make-corpus")
+    elif any((clean_dir, noise_dir, rir_dir, count, sample_rate_hz)):
+        raise click.UsageError("--clean-dir/--noise-dir/--rir-dir/--count/--sample-rate-hz only "
+                               "go with --make-corpus")
 
     names = [s.strip() for s in systems.split(",") if s.strip()]
     if not names:
