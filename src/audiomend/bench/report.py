@@ -98,10 +98,10 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
     lines = [f"# audiomend bench: {result.corpus}", ""]
     if command:
         lines += ["Regenerate with:", "", "```", command, "```", ""]
-    lines += ["Means over files; metrics after compensating each output's residual lag (reported). "
-              "RTF = processing s / audio s on one thread after a warm-up, file I/O excluded. "
-              "Peak MiB = max(tracemalloc peak, peak RSS increase) of processing one file. "
-              "Higher is better except LSD.", ""]
+    lines += [("Means over files; metrics after compensating each output's residual lag "
+               "(reported). RTF = processing s / audio s on one thread after a warm-up, file I/O "
+               "excluded. Peak MiB = max(tracemalloc peak, peak RSS increase) of processing one "
+               "file. Higher is better except LSD."), ""]
     for category in categories:
         lines += [f"## {category}", "", "| system | " + " | ".join(headers) + " |",
                   "|---|" + "---|" * len(headers)]
@@ -129,9 +129,9 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
     if machine:
         pkgs = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
         lines += ["## Machine", "",
-                  f"{machine.get('cpu')}, nproc {machine.get('nproc')}, "
-                  f"{machine.get('ram_gib')} GiB RAM, Python {machine.get('python')}, "
-                  f"{machine.get('platform')}; jobs {result.settings.get('jobs')}.", "",
+                  (f"{machine.get('cpu')}, nproc {machine.get('nproc')}, "
+                   f"{machine.get('ram_gib')} GiB RAM, Python {machine.get('python')}, "
+                   f"{machine.get('platform')}; jobs {result.settings.get('jobs')}."), "",
                   f"Packages: {pkgs}.", ""]
     return "\n".join(lines)
 

@@ -166,7 +166,7 @@ def compensate_lag(audio: np.ndarray, lag_samples: float) -> np.ndarray:
     """Shift ``audio`` earlier by the whole number of samples nearest ``lag_samples``."""
     from audiomend.dsp import fractional_delay
 
-    whole = int(round(lag_samples))
+    whole = round(lag_samples)
     return audio if whole == 0 else fractional_delay(audio, -whole)
 
 
@@ -255,7 +255,7 @@ def run_one(system: System, pair: Pair, metrics: Sequence[str]) -> FileResult:
         output = system.run(degraded, rate, reference=reference)
         elapsed = time.perf_counter() - start
         result.peak_mem_mib = peak_memory_mib(system, degraded, rate, reference)
-    except Exception as err:  # a system crashing on one file is a result to show, not a stop
+    except Exception as err:  # noqa: BLE001 - a system crashing on a file is a result to show
         result.error = f"{type(err).__name__}: {err}".splitlines()[0]
         result.scores = {name: float("nan") for name in metrics}
         return result
@@ -273,7 +273,7 @@ def warm_up(system: System, pair: Pair) -> None:
     n = min(degraded.shape[1], int(WARMUP_S * rate))
     try:
         system.run(degraded[:, :n], rate, reference=reference[:, :n])
-    except Exception:  # the real call reports the error on its own file
+    except Exception:  # noqa: BLE001, S110 - the timed call reports the error on its own file
         pass
 
 
@@ -410,8 +410,14 @@ class _progress:
         if not self.enabled:
             return lambda label: None
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), TimeRemainingColumn(),
@@ -425,7 +431,7 @@ class _progress:
 
         return advance
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 

@@ -415,7 +415,7 @@ class CommandSystem(System):
             save(src, audio, sample_rate, subtype="FLOAT")
             args = [a.replace("{in}", str(src)).replace("{out}", str(dst))
                     for a in shlex.split(self.template)]
-            proc = subprocess.run(args, capture_output=True, text=True)
+            proc = subprocess.run(args, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
                 raise AudiomendError(f"{self.name}: command exited with {proc.returncode}: {tail[0]}")

@@ -93,9 +93,10 @@ def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds,
     wanted = [c.strip() for c in categories.split(",")] if categories else None
     pairs = corpus_mod.discover(corpus_dir, categories=wanted)
     if limit:
-        kept: dict[str, int] = {}
-        pairs = [p for p in pairs if kept.setdefault(p.category, 0) < limit
-                 and not kept.__setitem__(p.category, kept[p.category] + 1)]
+        by_category: dict[str, list] = {}
+        for pair in pairs:
+            by_category.setdefault(pair.category, []).append(pair)
+        pairs = [p for group in by_category.values() for p in group[:limit]]
 
     def emit(row) -> None:
         if as_json:
