@@ -349,9 +349,9 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
 
     Returns
     -------
-    HumEstimate(mains_hz, level_db, confidence). ``level_db`` is -120 dB when nothing stands
-    out (silence, most clean speech); clean speech otherwise gives about -35 dB or less with a
-    low confidence. Within about 2 dB of the truth for hum at -20..-3 dB under speech.
+    HumEstimate(mains_hz, level_db, confidence). ``(0.0, -120.0, 0.0)`` when nothing steady
+    stands out (silence, clean speech). Within about 2 dB of the truth for hum at -20..-3 dB
+    under speech.
 
     Examples
     --------
@@ -417,8 +417,8 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
     dominance = hum_power / (hum_power + other_power)
     confidence = float(np.clip((ratio_db - 3.0) / 10.0, 0.0, 1.0)
                        * np.clip(2 * dominance - 1, 0, 1))
-    if confidence <= 0.0:
-        return HumEstimate(0.0, max(level_db, -120.0), 0.0)
+    if confidence <= 0.0:  # nothing steady stands out: speech, not hum
+        return none
     return HumEstimate(mains, max(level_db, -120.0), round(confidence, 3))
 
 
