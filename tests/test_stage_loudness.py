@@ -7,8 +7,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from audiomend.errors import BadAudioError, BadOptionError
-from audiomend.stages.loudness import (Loudness, loudness, loudness_gain_db,
-                                       measure_loudness_lufs)
+from audiomend.stages.loudness import Loudness, loudness, loudness_gain_db, measure_loudness_lufs
 from audiomend.stream import run_blocks, split_blocks
 
 

@@ -158,7 +158,7 @@ def estimate_delay(reference: np.ndarray, other: np.ndarray, sample_rate: int, *
     r, o = _mono64(reference), _mono64(other)
     if not (np.any(r) and np.any(o)):
         raise BadAudioError("cannot estimate a delay: the reference or the other signal is silent")
-    n_fft = 1 << int(math.ceil(math.log2(len(r) + len(o))))
+    n_fft = 1 << math.ceil(math.log2(len(r) + len(o)))
     cross = np.fft.rfft(o, n_fft) * np.conj(np.fft.rfft(r, n_fft))
     magnitude = np.abs(cross)
     cross /= np.maximum(magnitude, 1e-12 * max(magnitude.max(), 1e-30))

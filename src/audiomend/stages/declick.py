@@ -176,14 +176,14 @@ class DeclickProcessor(SegmentProcessor):
 
     def __init__(self, channels: int, sample_rate: int, threshold: float, strength: float,
                  max_click_ms: float) -> None:
-        length = max(int(round(SEGMENT_S * sample_rate)), 64)
+        length = max(round(SEGMENT_S * sample_rate), 64)
         super().__init__(channels, length, length // 4)
         self.order = ar_order(sample_rate)
         self.threshold = float(threshold)
         self.strength = float(strength)
-        self._dilate = max(int(round(DILATE_MS * 1e-3 * sample_rate)), 1)
-        self._half_window = max(int(round(SPREAD_MS * 1e-3 * sample_rate)), 4)
-        self._max_len = max(int(round(max_click_ms * 1e-3 * sample_rate)), 1) + 2 * self._dilate
+        self._dilate = max(round(DILATE_MS * 1e-3 * sample_rate), 1)
+        self._half_window = max(round(SPREAD_MS * 1e-3 * sample_rate), 4)
+        self._max_len = max(round(max_click_ms * 1e-3 * sample_rate), 1) + 2 * self._dilate
         self.clicks_found = 0
 
     def process_segment(self, segment: Block) -> np.ndarray:  # pragma: no cover - batched below
@@ -326,7 +326,7 @@ def detect_clicks(audio: np.ndarray, sample_rate: int, *,
     if n == 0:
         return ClickEstimate(0.0, 0.0)
     x = audio.astype(np.float64).mean(axis=0)
-    length = max(int(round(SEGMENT_S * sample_rate)), 64)
+    length = max(round(SEGMENT_S * sample_rate), 64)
     order = ar_order(sample_rate)
     # Segments overlapping by 2p: the testable middles [p, length - p) tile the timeline.
     hop = length - 2 * order
@@ -334,12 +334,12 @@ def detect_clicks(audio: np.ndarray, sample_rate: int, *,
     padded = np.zeros((n_seg - 1) * hop + length)
     padded[order: order + n] = x
     segments = np.lib.stride_tricks.sliding_window_view(padded, length)[::hop][:n_seg]
-    half_window = max(int(round(SPREAD_MS * 1e-3 * sample_rate)), 4)
+    half_window = max(round(SPREAD_MS * 1e-3 * sample_rate), 4)
     stat = _statistic(segments, _fit_ar(segments, order), half_window)
     stat[:, :order] = 0.0
     stat[:, length - order:] = 0.0
-    dilate = max(int(round(DILATE_MS * 1e-3 * sample_rate)), 1)
-    max_len = max(int(round(max_click_ms * 1e-3 * sample_rate)), 1) + 2 * dilate
+    dilate = max(round(DILATE_MS * 1e-3 * sample_rate), 1)
+    max_len = max(round(max_click_ms * 1e-3 * sample_rate), 1) + 2 * dilate
     # Lay the testable middles back on the timeline and find runs there.
     seg_flags = _flags(stat, threshold, order)
     flags = np.zeros(len(padded), bool)

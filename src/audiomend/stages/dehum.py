@@ -81,7 +81,7 @@ class DehumProcessor(OverlapAddProcessor):
         self.harmonics = np.arange(1, max(k_max, 0) + 1)
         self.factor = _decimation(sample_rate, top * max(k_max, 1) + 40.0)
         step = 2 * self.factor
-        n = max(step * int(round(FRAME_S * sample_rate / step)), step * 4)
+        n = max(step * round(FRAME_S * sample_rate / step), step * 4)
         super().__init__(channels, n, n // 2, None, signal.get_window("hann", n, fftbins=True))
         self.sample_rate, self.mains_hz = int(sample_rate), float(mains_hz)
         self.strength, self.remove_dc = float(strength), bool(remove_dc)
@@ -91,7 +91,7 @@ class DehumProcessor(OverlapAddProcessor):
         self._w_full = signal.get_window("hann", n, fftbins=True)
         self._w_dec = signal.get_window("hann", m, fftbins=True)
         self._w_half = signal.get_window("hann", m // 2, fftbins=True)
-        self._n_fft = 1 << int(math.ceil(math.log2(8 * m)))
+        self._n_fft = 1 << math.ceil(math.log2(8 * m))
         self._fft_hz = np.fft.rfftfreq(self._n_fft, 1.0 / self._rate_d)
         frame_s = n / sample_rate
         self._grid = mains_hz * (1 + np.linspace(-DRIFT_RATIO, DRIFT_RATIO, 101))
@@ -100,7 +100,7 @@ class DehumProcessor(OverlapAddProcessor):
         self._around = np.arange(-8, 8.01, 0.5) * resolution
         self._centre = len(self._around) // 2
         self._floor_idx = np.nonzero(np.abs(self._around) >= 3 * resolution)[0]
-        self._memory = max(2, int(round(GATE_MEMORY_S * sample_rate / (n // 2))))
+        self._memory = max(2, round(GATE_MEMORY_S * sample_rate / (n // 2)))
         self._peaks: list[np.ndarray] = []
         self._floors: list[np.ndarray] = []
         self._f0: float | None = None
@@ -370,7 +370,7 @@ def estimate_hum(audio: np.ndarray, sample_rate: int) -> HumEstimate:
     factor = _decimation(sample_rate, top)
     rate_d = sample_rate / factor
     m = x.size // factor
-    seg = int(round(rate_d))  # 1 s segments: 1 Hz bins
+    seg = round(rate_d)  # 1 s segments: 1 Hz bins
     if total <= 1e-20 or m < seg // 2:
         return none
     xd = x[: m * factor].reshape(m, factor).mean(axis=1)

@@ -67,7 +67,7 @@ class LoudnessProcessor(Processor):
 
     def __init__(self, channels: int, sample_rate: int, gain_db: float, true_peak_dbfs: float)\
             -> None:
-        self._lookahead = max(int(round(LOOKAHEAD_MS * 1e-3 * sample_rate)), 1)
+        self._lookahead = max(round(LOOKAHEAD_MS * 1e-3 * sample_rate), 1)
         self._interp_delay = INTERP_HALF_TAPS  # the phase filters need H samples of look-ahead
         k = HOLD_SAMPLES
         super().__init__(channels, latency_samples=self._lookahead + self._interp_delay + k)
