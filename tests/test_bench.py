@@ -152,6 +152,7 @@ def test_bench_writes_markdown_csv_json_png(tiny_corpus, tmp_path):
     result = run.bench(pairs, ["noisy", "clean"], metrics=["si_sdr", "lsd"], progress=False,
                        corpus="tiny")
     assert len(result.rows) == 8 and not result.skipped
+    assert all(r.cpu_s >= 0 and r.rtf >= 0 and r.peak_mem_mib >= 0 for r in result.rows)
     out = report.write_all(result, tmp_path / "res.md", machine=run.machine_info())
     assert [p.suffix for p in out] == [".md", ".csv", ".json", ".png"]
     text = (tmp_path / "res.md").read_text()

@@ -8,7 +8,7 @@ Examples
 --------
 >>> from audiomend.bench.run import BenchResult, FileResult
 >>> r = BenchResult(["noisy"], ["si_sdr"], "demo", rows=[
-...     FileResult("noisy", "noise", "a", 16000, 2.0, 0.0, 0.0, 0.0, 0.0, {"si_sdr": 5.0})])
+...     FileResult("noisy", "noise", "a", 16000, 2.0, scores={"si_sdr": 5.0})])
 >>> summarise(r)[("overall", "noisy")]["si_sdr"]
 5.0
 """
@@ -41,11 +41,17 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+def _ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    pairs = [(n, d) for n, d in zip(numerators, denominators) if math.isfinite(n)]
+    total = sum(d for _, d in pairs)
+    return sum(n for n, _ in pairs) / total if total else float("nan")
+
+
 def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
     """Means per ``(category, system)`` and ``("overall", system)``.
 
     Each summary holds the metric means, ``files`` (count), ``failed`` (files with an error),
-    ``rtf`` (total processing s / total audio s), ``peak_mem_mib`` (largest), ``lag_ms`` (mean)
+    ``rtf`` (total processing s / total audio s), ``cpu_rtf`` (the same with CPU seconds), ``peak_mem_mib`` (largest), ``lag_ms`` (mean)
     and ``lag_max_ms`` (largest absolute lag).
     """
     groups: dict[tuple[str, str], list] = {}
@@ -63,6 +69,7 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
             files=float(len(rows)),
             failed=float(sum(1 for r in rows if r.error and not math.isfinite(r.process_s))),
             rtf=sum(r.process_s for r in timed) / audio_s if audio_s else float("nan"),
+            cpu_rtf=_ratio([r.cpu_s for r in timed], [r.duration_s for r in timed]),
             peak_mem_mib=max(mems) if mems else float("nan"),
             lag_ms=_mean(lags),
             lag_max_ms=max((abs(v) for v in lags), default=float("nan")),
@@ -78,7 +85,7 @@ def _fmt(value: float, metric: str) -> str:
         return "0.00"  # not "-0.00" for sub-sample noise
     if metric in ("estoi", "stoi"):
         return f"{value:.3f}"
-    if metric in ("rtf",):
+    if metric in ("rtf", "cpu_rtf"):
         return f"{value:.4f}"
     if metric in ("si_sdr", "snr", "segsnr", "peak_mem_mib"):
         return f"{value:.1f}"
@@ -94,13 +101,14 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
     if len(categories) > 1:
         categories = categories + ["overall"]
     headers = ([TITLES.get(m, m) for m in result.metrics]
-               + ["RTF", "peak MiB", "lag ms", "max lag ms", "files"])
+               + ["RTF", "CPU RTF", "peak MiB", "lag ms", "max lag ms", "files"])
     lines = [f"# audiomend bench: {result.corpus}", ""]
     if command:
         lines += ["Regenerate with:", "", "```", command, "```", ""]
     lines += [("Means over files; metrics after compensating each output's residual lag "
                "(reported). RTF = processing s / audio s on one thread after a warm-up, file I/O "
-               "excluded. Peak MiB = max(tracemalloc peak, peak RSS increase) of processing one "
+               "excluded; CPU RTF = the same in CPU seconds of the process (robust to other "
+               "programs sharing the cores). Peak MiB = max(tracemalloc peak, peak RSS increase) of processing one "
                "file. Higher is better except LSD."), ""]
     for category in categories:
         lines += [f"## {category}", "", "| system | " + " | ".join(headers) + " |",
@@ -110,7 +118,7 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
             if s is None:
                 continue
             cells = [_fmt(s[m], m) for m in result.metrics]
-            cells += [_fmt(s["rtf"], "rtf"), _fmt(s["peak_mem_mib"], "peak_mem_mib"),
+            cells += [_fmt(s["rtf"], "rtf"), _fmt(s["cpu_rtf"], "cpu_rtf"), _fmt(s["peak_mem_mib"], "peak_mem_mib"),
                       _fmt(s["lag_ms"], "lag"), _fmt(s["lag_max_ms"], "lag"),
                       f"{int(s['files'])}" + (f" ({int(s['failed'])} failed)" if s["failed"] else "")]
             lines.append(f"| {system} | " + " | ".join(cells) + " |")
@@ -165,7 +173,7 @@ def load_json(path: str | os.PathLike) -> BenchResult:
 
     data = json.loads(Path(path).read_text())
     fixed = {"system", "category", "file", "sample_rate", "duration_s", "process_s", "rtf",
-             "peak_mem_mib", "lag_ms", "error"}
+             "cpu_s", "peak_mem_mib", "lag_ms", "error"}
     nan = float("nan")
     rows = []
     for row in data["files"]:
@@ -181,7 +189,7 @@ def write_csv(result: BenchResult, path: str | os.PathLike) -> Path:
     """One row per (system, file) with every score."""
     path = Path(path)
     fields = ["system", "category", "file", "sample_rate", "duration_s", "process_s", "rtf",
-              "peak_mem_mib", "lag_ms", *result.metrics, "error"]
+              "cpu_s", "peak_mem_mib", "lag_ms", *result.metrics, "error"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
