@@ -258,3 +258,19 @@ def test_make_corpus_is_reproducible_from_a_seed(shared_data, tmp_path):
     for a, b in zip(pairs_a, pairs_b):
         assert a.name == b.name
         assert np.array_equal(load(a.degraded)[0], load(b.degraded)[0])
+
+
+def test_wrecked_output_is_scored_not_dropped(tiny_corpus, rng):
+    """A system whose output barely correlates with the reference still gets (bad) scores."""
+
+    class Wrecker(System):
+        name = "wrecker"
+
+        def process(self, audio, sample_rate, *, reference=None):
+            noise = rng.standard_normal(audio.shape).astype(np.float32)
+            return 0.02 * audio + noise * np.abs(audio).max()
+
+    pair = corpus.discover(tiny_corpus, categories=["noise"])[0]
+    row = run.run_one(Wrecker(), pair, ["si_sdr", "estoi"])
+    assert row.error == ""
+    assert row.scores["si_sdr"] < -20 and np.isfinite(row.scores["estoi"])

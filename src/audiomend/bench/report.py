@@ -51,6 +51,7 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
     """Means per ``(category, system)`` and ``("overall", system)``.
 
     Each summary holds the metric means, ``files`` (count), ``failed`` (files with an error),
+    ``unscored`` (processed, but a metric could not be computed: NaN, left out of its mean),
     ``rtf`` (total processing s / total audio s), ``cpu_rtf`` (the same with CPU seconds), ``peak_mem_mib`` (largest), ``lag_ms`` (mean)
     and ``lag_max_ms`` (largest absolute lag).
     """
@@ -68,6 +69,8 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
         summary.update(
             files=float(len(rows)),
             failed=float(sum(1 for r in rows if r.error and not math.isfinite(r.process_s))),
+            unscored=float(sum(1 for r in rows if math.isfinite(r.process_s) and any(
+                not math.isfinite(r.scores.get(m, float("nan"))) for m in result.metrics))),
             rtf=sum(r.process_s for r in timed) / audio_s if audio_s else float("nan"),
             cpu_rtf=_ratio([r.cpu_s for r in timed], [r.duration_s for r in timed]),
             peak_mem_mib=max(mems) if mems else float("nan"),
@@ -90,6 +93,11 @@ def _fmt(value: float, metric: str) -> str:
     if metric in ("si_sdr", "snr", "segsnr", "peak_mem_mib"):
         return f"{value:.1f}"
     return f"{value:.2f}"
+
+
+def _files_cell(summary: dict[str, float]) -> str:
+    notes = [f"{int(summary[k])} {k}" for k in ("failed", "unscored") if summary.get(k)]
+    return f"{int(summary['files'])}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
@@ -120,7 +128,7 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
             cells = [_fmt(s[m], m) for m in result.metrics]
             cells += [_fmt(s["rtf"], "rtf"), _fmt(s["cpu_rtf"], "cpu_rtf"), _fmt(s["peak_mem_mib"], "peak_mem_mib"),
                       _fmt(s["lag_ms"], "lag"), _fmt(s["lag_max_ms"], "lag"),
-                      f"{int(s['files'])}" + (f" ({int(s['failed'])} failed)" if s["failed"] else "")]
+                      _files_cell(s)]
             lines.append(f"| {system} | " + " | ".join(cells) + " |")
         lines.append("")
     if result.skipped:
