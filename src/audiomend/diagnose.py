@@ -56,11 +56,11 @@ THRESHOLDS: dict[str, float] = {
     # with confidence ~1. The mildest damage (4-5 dB below the peak) flattens 0.06 % of samples.
     "clipping_fraction": 3e-4,
     "clipping_confidence": 0.3,
-    # Hum: the estimator's confidence (how far the harmonic peaks stand out) decides. On 24
-    # clean train clips it stays <= 0.19; hum at -20..-3 dB re speech gives 0.14-0.98 (10 of
-    # 12 above 0.35); reverberant speech reaches 0.34 (a sustained low note), hence 0.35.
-    # ``level_db`` (hum power re total) is only a sanity floor: speech leaks into the
-    # harmonic bins, so clean speech reads -8..-23 dB.
+    # Hum: dehum's estimate (level of the harmonics re the whole signal, and how clearly they
+    # stand out). Simulated hum at -19..-5 dB re speech: level -19..-5 dB, confidence
+    # 0.73-0.99. 24 clean train clips: no hum found in 21; three LibriSpeech clips carry real
+    # mains hum at -30, -37 and -41 dB (confidence 1.0, 0.26, 0.99). Hum is repaired when the
+    # confidence is >= 0.35 and the level >= -40 dB (quieter hum is below the speech floor).
     "hum_confidence": 0.35,
     "hum_level_db": -40.0,
     # SNR in dB: the higher of the denoise tracker's estimate and the frame-power percentile
