@@ -368,7 +368,7 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
             n = min(check_workers(workers), max(len(queue), 1))
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR, env=dict(SINGLE_THREAD_ENV)))
+                silence_logs=logging.CRITICAL, env=dict(SINGLE_THREAD_ENV)))
             client = stack.enter_context(Client(cluster))
         pending: dict[Any, Job] = {}
 
