@@ -378,15 +378,21 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
             pending[fut] = job
             return fut
 
-        first = [submit(queue.pop()) for _ in range(min(len(queue), n * IN_FLIGHT_PER_WORKER))]
-        completed = as_completed(first)
+        def window() -> int:
+            # An existing cluster may grow (dask-jobqueue, autoscaling): follow its size.
+            if scheduler and not workers:
+                return max(len(client.scheduler_info().get("workers", {})), 1) * IN_FLIGHT_PER_WORKER
+            return n * IN_FLIGHT_PER_WORKER
+
+        completed = as_completed([submit(queue.pop()) for _ in range(min(len(queue), window()))])
         for fut in completed:
             job = pending.pop(fut)
             try:
                 yield fut.result()
             except Exception as e:  # noqa: BLE001 - KilledWorker, lost connection: this file failed
                 yield _worker_died(job, f"{type(e).__name__}: {e}")
-            if queue:
+            limit = window()
+            while queue and len(pending) < limit:
                 completed.add(submit(queue.pop()))
 
 
