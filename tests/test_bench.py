@@ -274,3 +274,18 @@ def test_wrecked_output_is_scored_not_dropped(tiny_corpus, rng):
     row = run.run_one(Wrecker(), pair, ["si_sdr", "estoi"])
     assert row.error == ""
     assert row.scores["si_sdr"] < -20 and np.isfinite(row.scores["estoi"])
+
+
+def test_near_silent_output_is_scored_not_dropped(tiny_corpus):
+    """Output below -100 dBFS (DeepFilterNet3 on very quiet input) scores badly, not NaN."""
+
+    class Mute(System):
+        name = "mute"
+
+        def process(self, audio, sample_rate, *, reference=None):
+            return 1e-6 * audio[:, ::-1].copy()
+
+    pair = corpus.discover(tiny_corpus, categories=["noise"])[0]
+    row = run.run_one(Mute(), pair, ["si_sdr", "lsd"])
+    assert row.error == ""
+    assert row.scores["si_sdr"] < -20 and row.scores["lsd"] > 50

@@ -230,19 +230,23 @@ def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def trust_corpus_pairs() -> None:
-    """Turn off the metrics' "is this the same recording?" guard in this process.
+    """Turn off the metrics' "same recording?" and "silent estimate" guards in this process.
 
     ``audiomend.metrics`` refuses an (estimate, reference) pair whose normalised cross-correlation
     stays below ``audiomend.metrics.base.MIN_CORRELATION`` (0.1), to catch files paired wrongly
     by hand. The bench pairs files by the corpus layout, so a pair that low is a system that
     wrecked the speech (RNNoise on strong reverberation plus noise does), and dropping that file
     would raise the failing system's mean above what an independent scorer reports. The floor is
-    set to 0 here; silent or too-short output still fails and is counted as unscored.
+    set to 0 here. For the same reason the estimate's silence floor (``SILENCE_RMS``, -100 dBFS)
+    is set to 0: DeepFilterNet3 turns very quiet input into near-silence, which must score as the
+    failure it is, not vanish from the mean. Output that a metric truly cannot score (exact
+    zeros, too short) still fails and is counted as unscored.
     """
     from audiomend.metrics import base
 
-    if hasattr(base, "MIN_CORRELATION"):
-        base.MIN_CORRELATION = 0.0
+    for guard in ("MIN_CORRELATION", "SILENCE_RMS"):
+        if hasattr(base, guard):
+            setattr(base, guard, 0.0)
 
 
 def score(estimate: np.ndarray, reference: np.ndarray, sample_rate: int,
