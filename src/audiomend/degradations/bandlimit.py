@@ -13,7 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
-from audiomend.degradations.base import Degradation, check_range, prepare, register
+from audiomend.degradations.base import (
+    Degradation,
+    check_choice,
+    check_range,
+    fit_length,
+    prepare,
+    register,
+)
 from audiomend.dsp import resample
 from audiomend.errors import BadOptionError
 
@@ -76,8 +83,7 @@ def bandlimit(
     [1.0, 0.0]
     """
     x = prepare(audio, sample_rate)
-    if mode not in MODES:
-        raise BadOptionError(f"mode={mode!r}; choose one of {', '.join(MODES)}")
+    check_choice(mode, "mode", MODES)
     if int(order) != order or not 1 <= order <= 24:
         raise BadOptionError(f"order={order!r} must be a whole number in 1..24")
     nyquist = sample_rate / 2.0
@@ -100,11 +106,8 @@ def bandlimit(
         raise BadOptionError(f"resample_hz={resample_hz!r} must be a whole number of Hz")
     if rate >= sample_rate or x.shape[-1] == 0:
         return x.copy()
-    n = x.shape[-1]
     y = resample(resample(x, sample_rate, int(rate)), int(rate), sample_rate)
-    out = np.zeros_like(x)
-    out[:, :min(n, y.shape[-1])] = y[:, :n]
-    return out
+    return fit_length(y, x.shape[-1])
 
 
 @register

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -168,3 +169,31 @@ def check_range(value: float, name: str, low: float | None = None, high: float |
         hi = "inf" if high is None else f"{high:g}"
         raise BadOptionError(f"{name}={value!r} is outside {lo}..{hi}")
     return v
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> None:
+    """Raise BadOptionError unless ``value`` is one of ``choices`` (the message lists them).
+
+    >>> check_choice("pink", "color", ("white", "pink"))
+    >>> check_choice("blue", "color", ("white", "pink"))
+    Traceback (most recent call last):
+    ...
+    audiomend.errors.BadOptionError: color='blue'; choose one of white, pink
+    """
+    if value not in choices:
+        raise BadOptionError(f"{name}={value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def fit_length(audio: np.ndarray, samples: int) -> NDArray[np.float32]:
+    """``audio`` cut, or zero-padded at the end, to ``samples`` along its last axis, as float32.
+
+    For a damage that runs through a resampler or a codec and must come back as long as its
+    input.
+
+    >>> fit_length(np.ones((1, 3), np.float32), 5).tolist(), fit_length(np.ones(4), 2).tolist()
+    ([[1.0, 1.0, 1.0, 0.0, 0.0]], [1.0, 1.0])
+    """
+    out = np.zeros(audio.shape[:-1] + (samples,), np.float32)
+    kept = min(samples, audio.shape[-1])
+    out[..., :kept] = audio[..., :kept]
+    return out

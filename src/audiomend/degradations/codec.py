@@ -16,9 +16,9 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from audiomend.degradations.base import Degradation, prepare, register
+from audiomend.degradations.base import Degradation, check_choice, fit_length, prepare, register
 from audiomend.dsp import resample
-from audiomend.errors import BadOptionError, MissingDependencyError
+from audiomend.errors import MissingDependencyError
 
 #: Sample rates MPEG-1/2/2.5 layer III can carry, Hz.
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -100,24 +100,17 @@ def mp3(
     ((1, 8000), True)
     """
     x = prepare(audio, sample_rate)
-    if bitrate_kbps not in MP3_BITRATES:
-        raise BadOptionError(f"bitrate_kbps={bitrate_kbps!r}; choose one of "
-                             f"{', '.join(map(str, MP3_BITRATES))}")
+    check_choice(bitrate_kbps, "bitrate_kbps", MP3_BITRATES)
     n = x.shape[-1]
     if n == 0:
         return x.copy()
     rate = min(MP3_RATES, key=lambda r: (abs(r - sample_rate), -r))
     work = resample(x, sample_rate, rate)
     lag = codec_delay(rate, int(bitrate_kbps))
-    m = work.shape[-1]
-    out = np.zeros_like(work)
-    for c in range(work.shape[0]):  # one mono stream per channel
-        y = _code(work[c], rate, int(bitrate_kbps))[max(lag, 0):]
-        out[c, :min(m, y.size)] = y[:m]
-    out = resample(out, rate, sample_rate)
-    result = np.zeros_like(x)
-    result[:, :min(n, out.shape[-1])] = out[:, :n]
-    return result
+    coded = np.stack([  # one mono stream per channel, its codec delay removed
+        fit_length(_code(channel, rate, int(bitrate_kbps))[max(lag, 0):], work.shape[-1])
+        for channel in work])
+    return fit_length(resample(coded, rate, sample_rate), n)
 
 
 @register

@@ -25,6 +25,7 @@ from audiomend.degradations.base import (
     Degradation,
     active_power,
     as_rng,
+    check_choice,
     check_range,
     prepare,
     register,
@@ -79,8 +80,7 @@ def colored_noise(channels: int, samples: int, sample_rate: int, *, color: str =
     >>> n.shape, round(float(np.sqrt(np.mean(n[0] ** 2))), 3)
     ((2, 16000), 1.0)
     """
-    if color not in COLORS:
-        raise BadOptionError(f"color={color!r}; choose one of {', '.join(COLORS)}")
+    check_choice(color, "color", COLORS)
     gen = as_rng(rng)
     white = gen.standard_normal((channels, samples))
     if samples == 0:
@@ -99,12 +99,11 @@ def colored_noise(channels: int, samples: int, sample_rate: int, *, color: str =
 
 def speech_power(audio: np.ndarray, sample_rate: int, snr_reference: str = "active") -> np.ndarray:
     """Per-channel speech power used as the SNR reference (linear)."""
+    check_choice(snr_reference, "snr_reference", SNR_REFERENCES)
     if snr_reference == "active":
         return active_power(audio, sample_rate)
-    if snr_reference == "whole":
-        return np.mean(np.square(audio, dtype=np.float64), axis=-1) if audio.shape[-1] else \
-            np.zeros(audio.shape[0])
-    raise BadOptionError(f"snr_reference={snr_reference!r}; choose one of {', '.join(SNR_REFERENCES)}")
+    return np.mean(np.square(audio, dtype=np.float64), axis=-1) if audio.shape[-1] else \
+        np.zeros(audio.shape[0])
 
 
 def measure_snr(clean: np.ndarray, noise: np.ndarray, sample_rate: int, *,
@@ -179,12 +178,11 @@ def add_noise(
     """
     x = prepare(audio, sample_rate)
     snr_db = check_range(snr_db, "snr_db", -50.0, 100.0)
-    if snr_reference not in SNR_REFERENCES:
-        raise BadOptionError(f"snr_reference={snr_reference!r}; choose one of {', '.join(SNR_REFERENCES)}")
+    check_choice(snr_reference, "snr_reference", SNR_REFERENCES)
     if offset is not None and (int(offset) != offset or offset < 0):
         raise BadOptionError(f"offset={offset!r} must be a whole number of samples >= 0")
-    if noise is None and color not in COLORS:
-        raise BadOptionError(f"color={color!r}; choose one of {', '.join(COLORS)}")
+    if noise is None:
+        check_choice(color, "color", COLORS)
     gen = as_rng(rng)
     channels, n = x.shape
     if noise is None:
