@@ -31,6 +31,7 @@ TELEPHONE_BAND_HZ = (300.0, 3400.0)
 
 
 def _filtfilt(sos: np.ndarray, x: np.ndarray) -> NDArray[np.float32]:
+    """Zero-phase ``sosfiltfilt`` along the last axis in float64, padding shortened to fit ``x``."""
     n = x.shape[-1]
     if n < 2:
         return x.copy()

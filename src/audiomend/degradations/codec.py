@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import signal
 
 from audiomend.degradations.base import Degradation, check_choice, fit_length, prepare, register
 from audiomend.dsp import resample
@@ -54,13 +55,10 @@ def codec_delay(rate: int, bitrate_kbps: int) -> int:
     n = rate // 2
     probe = np.zeros(n)
     probe[n // 4: n // 4 + n // 4] = 0.3 * gen.standard_normal(n // 4)
-    from scipy.signal import butter, sosfiltfilt
-
-    probe = sosfiltfilt(butter(4, min(2000.0, 0.2 * rate), fs=rate, output="sos"), probe)
+    probe = signal.sosfiltfilt(signal.butter(4, min(2000.0, 0.2 * rate), fs=rate, output="sos"),
+                               probe)
     out = _code(probe.astype(np.float32), rate, bitrate_kbps)
-    from scipy.signal import correlate
-
-    corr = correlate(out.astype(np.float64), probe, mode="full", method="fft")
+    corr = signal.correlate(out.astype(np.float64), probe, mode="full", method="fft")
     return int(np.argmax(corr)) - (n - 1)
 
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.signal import oaconvolve
 
 from audiomend.degradations.base import Degradation, as_rng, check_range, prepare, register
 from audiomend.dsp import check_audio
@@ -202,8 +203,6 @@ def reverberate(
     n = x.shape[-1]
     if n == 0:
         return x.copy()
-    from scipy.signal import oaconvolve
-
     wet = oaconvolve(x.astype(np.float64), response[None, :], axes=-1)
     return wet[:, lag:lag + n].astype(np.float32)
 
