@@ -30,8 +30,9 @@ from scipy import signal
 
 from audiomend.dsp import EPS, check_audio, frame_signal
 from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, passthrough, pow2_samples
 from audiomend.stages.base import Stage, register
-from audiomend.stream import PointwiseProcessor, Processor, SpectralProcessor
+from audiomend.stream import Processor, SpectralProcessor
 
 #: The drop (dB) between the spectrum just below an edge and everything above it that makes the
 #: edge a band limit, and the guard band (fraction of the edge frequency) for the filter's slope.
@@ -70,10 +71,6 @@ class BandwidthEstimate:
     confidence: float
 
 
-def _fft_size(sample_rate: int, duration_s: float) -> int:
-    return int(2 ** np.round(np.log2(duration_s * sample_rate)))
-
-
 def estimate_bandwidth(audio: np.ndarray, sample_rate: int) -> BandwidthEstimate:
     """Estimate the effective upper band edge from the long-term spectrum of the active frames.
 
@@ -110,7 +107,7 @@ def estimate_bandwidth(audio: np.ndarray, sample_rate: int) -> BandwidthEstimate
     audio = check_audio(audio, sample_rate)
     nyquist = sample_rate / 2.0
     full = BandwidthEstimate(float(nyquist), 0.0)
-    n_fft = _fft_size(sample_rate, 0.032)
+    n_fft = pow2_samples(0.032, sample_rate)
     frames = frame_signal(audio, n_fft, n_fft // 2)            # (channels, frames, n_fft)
     if frames.shape[1] == 0:
         return full
@@ -163,7 +160,7 @@ class BandReplicationProcessor(SpectralProcessor):
 
     def __init__(self, channels: int, sample_rate: int, cutoff_hz: float,
                  strength: float = 1.0) -> None:
-        n_fft = _fft_size(sample_rate, 0.032)
+        n_fft = pow2_samples(0.032, sample_rate)
         super().__init__(channels, n_fft, n_fft // 4)
         self.sample_rate = int(sample_rate)
         self.strength = float(strength)
@@ -260,13 +257,12 @@ class Bandwidth(Stage):
     def __post_init__(self) -> None:
         if not (np.isfinite(self.cutoff_hz) and self.cutoff_hz > 0):
             raise BadOptionError(f"bandwidth: cutoff_hz must be a positive frequency, got {self.cutoff_hz}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise BadOptionError(f"bandwidth: strength must be in [0, 1], got {self.strength}")
+        check_strength("bandwidth", self.strength)
 
     def processor(self, sample_rate: int, channels: int) -> Processor:
         proc = BandReplicationProcessor(channels, sample_rate, self.cutoff_hz, self.strength)
         # Nothing to fill (cutoff at Nyquist, strength 0): pass the input through bit-exact.
-        return proc if proc.active else PointwiseProcessor(channels, lambda block: block)
+        return proc if proc.active else passthrough(channels)
 
 
 def bandwidth(audio: np.ndarray, sample_rate: int, *, cutoff_hz: float = 4000.0,

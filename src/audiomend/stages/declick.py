@@ -44,8 +44,9 @@ from scipy import signal
 
 from audiomend.dsp import check_audio
 from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, passthrough
 from audiomend.stages.base import Stage, register
-from audiomend.stream import Block, PointwiseProcessor, Processor, SegmentProcessor
+from audiomend.stream import Block, Processor, SegmentProcessor
 
 #: Segment length in seconds; neighbours overlap by a quarter of it.
 SEGMENT_S = 0.064
@@ -243,15 +244,14 @@ class Declick(Stage):
     def __post_init__(self) -> None:
         if not (math.isfinite(self.threshold) and self.threshold > 0):
             raise BadOptionError(f"declick: threshold must be > 0, got {self.threshold}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise BadOptionError(f"declick: strength must be in [0, 1], got {self.strength}")
+        check_strength("declick", self.strength)
         if not (math.isfinite(self.max_click_ms) and 0 < self.max_click_ms <= 20):
             raise BadOptionError(f"declick: max_click_ms must be in (0, 20] ms, "
                                  f"got {self.max_click_ms}")
 
     def processor(self, sample_rate: int, channels: int) -> Processor:
         if self.strength == 0.0:
-            return PointwiseProcessor(channels, lambda block: block)
+            return passthrough(channels)
         return DeclickProcessor(channels, sample_rate, self.threshold, self.strength,
                                 self.max_click_ms)
 

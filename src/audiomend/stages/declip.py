@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from audiomend.dsp import check_audio
 from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, pow2_samples
 from audiomend.stages.base import Stage, register
 from audiomend.stream import Processor, SegmentProcessor
 
@@ -57,6 +58,8 @@ _K_STEP_HZ = 125.0
 _CONVERGED = 1e-3
 #: DFT redundancy of the frame (zero-padding factor).
 _REDUNDANCY = 2
+#: A-SPADE window: the power of two nearest this duration (1024 samples at 16 kHz, 4096 at 48 kHz).
+_WINDOW_S = 0.064
 
 
 @dataclass(frozen=True)
@@ -168,11 +171,6 @@ def detect_clipping(audio: np.ndarray, sample_rate: int) -> ClipEstimate:
                         positive_level=pos, negative_level=neg)
 
 
-def _frame_length(sample_rate: int) -> int:
-    """A-SPADE window: the power of two nearest 64 ms (1024 at 16 kHz, 4096 at 48 kHz)."""
-    return int(2 ** np.round(np.log2(0.064 * sample_rate)))
-
-
 def aspade(frames: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, k_step: int,
            iterations: int = _ITERATIONS) -> NDArray[np.float32]:
     """Batched A-SPADE: sparse reconstruction of windows consistent with box constraints.
@@ -236,7 +234,7 @@ class DeclipProcessor(SegmentProcessor):
 
     def __init__(self, channels: int, sample_rate: int, level: float | None = None,
                  strength: float = 1.0) -> None:
-        self.window = _frame_length(sample_rate)
+        self.window = pow2_samples(_WINDOW_S, sample_rate)
         self.hop = self.window // 2
         bin_hz = sample_rate / (_REDUNDANCY * self.window)
         self.k_step = max(1, round(_K_STEP_HZ / bin_hz))
@@ -321,8 +319,7 @@ class Declip(Stage):
     def __post_init__(self) -> None:
         if self.level is not None and not (np.isfinite(self.level) and self.level > 0):
             raise BadOptionError(f"declip: level must be a positive linear amplitude, got {self.level}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise BadOptionError(f"declip: strength must be in [0, 1], got {self.strength}")
+        check_strength("declip", self.strength)
 
     def processor(self, sample_rate: int, channels: int) -> Processor:
         return DeclipProcessor(channels, sample_rate, self.level, self.strength)

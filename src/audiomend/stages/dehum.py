@@ -38,8 +38,9 @@ from scipy import signal
 
 from audiomend.dsp import check_audio
 from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, check_whole, passthrough
 from audiomend.stages.base import Stage, register
-from audiomend.stream import Block, OverlapAddProcessor, PointwiseProcessor, Processor
+from audiomend.stream import Block, OverlapAddProcessor, Processor
 
 #: Analysis frame length in seconds (resolution 1 Hz, fit bandwidth about 1.5 Hz).
 FRAME_S = 1.0
@@ -269,15 +270,12 @@ class Dehum(Stage):
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mains_hz) and 20.0 <= self.mains_hz <= 1000.0):
             raise BadOptionError(f"dehum: mains_hz must be in 20..1000 Hz, got {self.mains_hz}")
-        if not 0 <= int(self.n_harmonics) <= 200 or int(self.n_harmonics) != self.n_harmonics:
-            raise BadOptionError(f"dehum: n_harmonics must be an integer in 0..200, "
-                                 f"got {self.n_harmonics}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise BadOptionError(f"dehum: strength must be in [0, 1], got {self.strength}")
+        check_whole("dehum", "n_harmonics", self.n_harmonics, 0, 200)
+        check_strength("dehum", self.strength)
 
     def processor(self, sample_rate: int, channels: int) -> Processor:
         if self.strength == 0.0 or (self.n_harmonics == 0 and not self.remove_dc):
-            return PointwiseProcessor(channels, lambda block: block)
+            return passthrough(channels)
         return DehumProcessor(channels, sample_rate, self.mains_hz, int(self.n_harmonics),
                               self.strength, self.remove_dc)
 

@@ -39,6 +39,7 @@ from scipy import special
 
 from audiomend.dsp import check_audio, check_sample_rate
 from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, frame_and_hop
 from audiomend.stages.base import Stage, register
 from audiomend.stream import Processor, SpectralProcessor
 
@@ -63,8 +64,7 @@ _EPS = 1e-12
 def _check_params(strength: float, attenuation_limit_db: float, backend: str) -> None:
     if backend not in BACKENDS:
         raise BadOptionError(f"denoise: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if not 0.0 <= float(strength) <= 1.0:
-        raise BadOptionError(f"denoise: strength must be in [0, 1], got {strength}")
+    check_strength("denoise", strength)
     if not 0.0 <= float(attenuation_limit_db) <= 100.0:
         raise BadOptionError(
             f"denoise: attenuation_limit_db must be in [0, 100] dB, got {attenuation_limit_db}"
@@ -77,8 +77,7 @@ def frame_sizes(sample_rate: int) -> tuple[int, int]:
     >>> frame_sizes(16000), frame_sizes(48000)
     ((512, 128), (1536, 384))
     """
-    hop = max(round(sample_rate * HOP_S), 1)
-    return 4 * hop, hop
+    return frame_and_hop(sample_rate, HOP_S)
 
 
 class DenoiseProcessor(SpectralProcessor):

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from scipy import signal
 
 from audiomend.dsp import check_audio, check_sample_rate
-from audiomend.errors import BadOptionError
+from audiomend.stages._common import check_strength, check_whole, frame_and_hop
 from audiomend.stages.base import Stage, register
 from audiomend.stream import Processor, SegmentProcessor
 
@@ -54,16 +54,10 @@ _POWER_FLOOR = 1e-3
 
 
 def _check_params(strength: float, taps: int, prediction_delay: int, iterations: int) -> None:
-    if not 0.0 <= float(strength) <= 1.0:
-        raise BadOptionError(f"dereverb: strength must be in [0, 1], got {strength}")
-    if not 1 <= int(taps) <= 64 or int(taps) != taps:
-        raise BadOptionError(f"dereverb: taps must be a whole number in [1, 64], got {taps}")
-    if not 1 <= int(prediction_delay) <= 32 or int(prediction_delay) != prediction_delay:
-        raise BadOptionError(
-            f"dereverb: prediction_delay must be a whole number in [1, 32] hops, got {prediction_delay}"
-        )
-    if not 1 <= int(iterations) <= 10 or int(iterations) != iterations:
-        raise BadOptionError(f"dereverb: iterations must be a whole number in [1, 10], got {iterations}")
+    check_strength("dereverb", strength)
+    check_whole("dereverb", "taps", taps, 1, 64)
+    check_whole("dereverb", "prediction_delay", prediction_delay, 1, 32, unit=" hops")
+    check_whole("dereverb", "iterations", iterations, 1, 10)
 
 
 def stft_sizes(sample_rate: int) -> tuple[int, int]:
@@ -72,8 +66,7 @@ def stft_sizes(sample_rate: int) -> tuple[int, int]:
     >>> stft_sizes(16000)
     (1024, 256)
     """
-    hop = max(round(sample_rate * HOP_S), 1)
-    return 4 * hop, hop
+    return frame_and_hop(sample_rate, HOP_S)
 
 
 def wpe_spectrum(spectrum: np.ndarray, *, taps: int, prediction_delay: int,
