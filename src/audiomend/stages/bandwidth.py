@@ -4,13 +4,14 @@
 frames (a low-pass, a telephone channel, audio resampled up from a lower rate, a lossy codec's
 cut-off) and returns the effective upper band edge, or Nyquist when the band is full.
 
-:class:`Bandwidth` is classical spectral band replication (SBR, as in HE-AAC): per STFT frame, the
-band above ``cutoff_hz`` is filled with copies of the top of the band below it, translated up by
-whole multiples of the hop ratio (so every copied partial keeps a continuous phase from frame to
-frame), whitened, and shaped by an envelope extrapolated from the top octave below the cutoff
-(its level and log-spectral slope, with an extra decay towards Nyquist). Fill is only added where
-the band lacks energy against that envelope, so full-band audio is left (nearly) as it was; the
-band below the cutoff is never changed, and the fill fades in over 250 Hz above it.
+:class:`Bandwidth` fills the missing band in the manner of spectral band replication (SBR, as in
+HE-AAC), with a non-linear excitation: per STFT frame, the top octave below ``cutoff_hz`` is taken
+back to the time domain and full-wave rectified, which creates harmonics and intermodulation
+products of its partials above the cutoff; that spectrum above the cutoff is whitened (divided by
+its own smoothed power) and shaped by an envelope extrapolated from the top octave below the
+cutoff (its level and log-spectral slope, with an extra decay towards Nyquist). Fill is only added
+where the band lacks energy against that envelope, so full-band audio is left (nearly) as it was;
+the band below the cutoff is never changed, and the fill fades in over 250 Hz above it.
 
 References
 ----------
@@ -54,7 +55,6 @@ _SLOPE_RANGE_DB_PER_OCT = (-24.0, 0.0)
 _FADE_HZ = 250.0
 #: Recursive smoothing of the envelope slope from frame to frame (0 = none).
 _SLOPE_SMOOTHING = 0.7
-_EXCITATION = "rectify"
 
 
 @dataclass(frozen=True)
@@ -167,15 +167,14 @@ class BandReplicationProcessor(SpectralProcessor):
         n_bins = n_fft // 2 + 1
         bin_hz = sample_rate / n_fft
         self.cutoff_bin = int(np.ceil(cutoff_hz / bin_hz))
-        ratio = n_fft // self.hop_length                    # translations by multiples keep phase
+        # Active only with something to fill and a source octave of at least 2 * n_fft / hop bins.
+        ratio = n_fft // self.hop_length
         self.active = self.strength > 0 and self.cutoff_bin < n_bins - 2 and \
             self.cutoff_bin >= 4 * ratio
         if not self.active:
             return
         kc = self.cutoff_bin
-        width = max(ratio, (kc // 2) // ratio * ratio)       # source: up to an octave below
         targets = np.arange(kc, n_bins)
-        self._source = kc - width + (targets - kc) % width
         freqs = np.maximum(np.arange(n_bins) * bin_hz, bin_hz)
         fc = kc * bin_hz
         # Envelope fit over the top octave below the cutoff, in 8 bands, in log2 frequency.
@@ -188,7 +187,8 @@ class BandReplicationProcessor(SpectralProcessor):
         self._octaves = np.log2(freqs[targets] / fc)
         fade = np.clip((freqs[targets] - fc) / _FADE_HZ, 0.0, 1.0)
         self._fade = np.sin(0.5 * np.pi * fade) ** 2
-        # The source's own envelope, smoothed over ~ 300 Hz, to whiten the copies.
+        # Powers are smoothed over ~ 300 Hz: the band's existing energy, and the excitation's
+        # envelope that whitens it.
         self._smooth = max(1, round(300.0 / bin_hz))
         self._slope_state = np.zeros(1)
         self._slope_started = False
@@ -215,20 +215,17 @@ class BandReplicationProcessor(SpectralProcessor):
                      + (slope[None, :] - _EXTRA_DECAY_DB_PER_OCT) * self._octaves[:, None]
                      + _FILL_GAIN_DB)
         target = 10 ** (target_db / 10)                       # (targets, frames) power
-        # Whiten the copied bins by the source's smoothed power.
         kernel = np.ones(self._smooth) / self._smooth
         smooth_power = signal.oaconvolve(power, kernel[:, None], mode="same", axes=0)
-        if _EXCITATION == "rectify":
-            band = np.zeros_like(spectrum)
-            band[:, kc // 2: kc] = spectrum[:, kc // 2: kc]
-            frames = np.fft.irfft(band, n=self.frame_length, axis=1)
-            rect = np.fft.rfft(np.abs(frames), axis=1)
-            patch = rect[:, kc:, :]
-            patch_power = signal.oaconvolve(np.mean(np.abs(rect) ** 2, axis=0), kernel[:, None],
-                                            mode="same", axes=0)[kc:]
-        else:
-            patch = spectrum[:, self._source, :]
-            patch_power = smooth_power[self._source]
+        # Excitation: the top octave below the cutoff, rectified in the time domain; its part above
+        # the cutoff is the patch, whitened by its own smoothed power (channel mean).
+        band = np.zeros_like(spectrum)
+        band[:, kc // 2: kc] = spectrum[:, kc // 2: kc]
+        frames = np.fft.irfft(band, n=self.frame_length, axis=1)
+        rect = np.fft.rfft(np.abs(frames), axis=1)
+        patch = rect[:, kc:, :]
+        patch_power = signal.oaconvolve(np.mean(np.abs(rect) ** 2, axis=0), kernel[:, None],
+                                        mode="same", axes=0)[kc:]
         # Fill only the energy the band lacks against the envelope.
         existing = smooth_power[kc:]
         deficit = np.clip(1.0 - existing / np.maximum(target, EPS ** 2), 0.0, 1.0)
