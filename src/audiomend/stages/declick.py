@@ -41,6 +41,8 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
+from scipy.linalg import toeplitz
+from scipy.ndimage import maximum_filter1d
 
 from audiomend.dsp import check_audio
 from audiomend.errors import BadOptionError
@@ -63,6 +65,18 @@ DEFAULT_MAX_CLICK_MS = 2.0
 def ar_order(sample_rate: int) -> int:
     """AR model order for a rate: about one coefficient per kHz plus 8, between 10 and 40."""
     return int(np.clip(round(sample_rate / 1000) + 8, 10, 40))
+
+
+def _detector_sizes(sample_rate: int, max_click_ms: float) -> tuple[int, int, int, int]:
+    """``(segment, dilate, half_window, max_len)`` in samples: the segment length, the dilation
+    of flagged samples, the half-width of the spread window and the longest gap (dilation
+    included) treated as a click. One definition for :class:`DeclickProcessor` and
+    :func:`detect_clicks`."""
+    segment = max(round(SEGMENT_S * sample_rate), 64)
+    dilate = max(round(DILATE_MS * 1e-3 * sample_rate), 1)
+    half_window = max(round(SPREAD_MS * 1e-3 * sample_rate), 4)
+    max_len = max(round(max_click_ms * 1e-3 * sample_rate), 1) + 2 * dilate
+    return segment, dilate, half_window, max_len
 
 
 def _levinson(r: np.ndarray) -> np.ndarray:
@@ -127,8 +141,6 @@ def _flags(stat: np.ndarray, threshold: float, order: int) -> np.ndarray:
     prediction-error filter); keeping only the samples near the local maximum confines a gap to
     the click itself.
     """
-    from scipy.ndimage import maximum_filter1d
-
     local_max = maximum_filter1d(stat, size=2 * order + 1, axis=-1, mode="constant")
     return (stat > threshold) & (stat >= 0.25 * local_max)
 
@@ -162,17 +174,11 @@ def _interpolate(x: np.ndarray, a: np.ndarray, start: int, end: int) -> np.ndarr
     col[0] = a[p]
     row = np.zeros(m)
     row[: p + 1] = a[::-1]
-    A = _toeplitz(col, row)
+    A = toeplitz(col, row)
     unknown = np.arange(start - lo, end - lo)
     known = np.setdiff1d(np.arange(m), unknown, assume_unique=True)
     solution, *_ = np.linalg.lstsq(A[:, unknown], -A[:, known] @ w[known], rcond=None)
     return solution
-
-
-def _toeplitz(col: np.ndarray, row: np.ndarray) -> np.ndarray:
-    from scipy.linalg import toeplitz
-
-    return toeplitz(col, row)
 
 
 class DeclickProcessor(SegmentProcessor):
@@ -180,14 +186,12 @@ class DeclickProcessor(SegmentProcessor):
 
     def __init__(self, channels: int, sample_rate: int, threshold: float, strength: float,
                  max_click_ms: float) -> None:
-        length = max(round(SEGMENT_S * sample_rate), 64)
+        length, self._dilate, self._half_window, self._max_len = _detector_sizes(
+            sample_rate, max_click_ms)
         super().__init__(channels, length, length // 4)
         self.order = ar_order(sample_rate)
         self.threshold = float(threshold)
         self.strength = float(strength)
-        self._dilate = max(round(DILATE_MS * 1e-3 * sample_rate), 1)
-        self._half_window = max(round(SPREAD_MS * 1e-3 * sample_rate), 4)
-        self._max_len = max(round(max_click_ms * 1e-3 * sample_rate), 1) + 2 * self._dilate
         self.clicks_found = 0
 
     def process_segment(self, segment: Block) -> np.ndarray:  # pragma: no cover - batched below
@@ -329,7 +333,7 @@ def detect_clicks(audio: np.ndarray, sample_rate: int, *,
     if n == 0:
         return ClickEstimate(0.0, 0.0)
     x = audio.astype(np.float64).mean(axis=0)
-    length = max(round(SEGMENT_S * sample_rate), 64)
+    length, dilate, half_window, max_len = _detector_sizes(sample_rate, max_click_ms)
     order = ar_order(sample_rate)
     # Segments overlapping by 2p: the testable middles [p, length - p) tile the timeline.
     hop = length - 2 * order
@@ -337,12 +341,9 @@ def detect_clicks(audio: np.ndarray, sample_rate: int, *,
     padded = np.zeros((n_seg - 1) * hop + length)
     padded[order: order + n] = x
     segments = np.lib.stride_tricks.sliding_window_view(padded, length)[::hop][:n_seg]
-    half_window = max(round(SPREAD_MS * 1e-3 * sample_rate), 4)
     stat = _statistic(segments, _fit_ar(segments, order), half_window)
     stat[:, :order] = 0.0
     stat[:, length - order:] = 0.0
-    dilate = max(round(DILATE_MS * 1e-3 * sample_rate), 1)
-    max_len = max(round(max_click_ms * 1e-3 * sample_rate), 1) + 2 * dilate
     # Lay the testable middles back on the timeline and find runs there.
     seg_flags = _flags(stat, threshold, order)
     flags = np.zeros(len(padded), bool)

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from audiomend.dsp import check_audio, check_sample_rate
+from audiomend.dsp import check_audio, check_sample_rate, frame_signal
 from audiomend.errors import BadOptionError
 from audiomend.stages._common import check_strength, frame_and_hop
 from audiomend.stages.base import Stage, register
@@ -267,8 +267,6 @@ def estimate_noise(audio: np.ndarray, sample_rate: int) -> NoiseEstimate:
     if x.size < frame + 4 * hop:
         ms = float(np.mean(x * x)) if x.size else 0.0
         return NoiseEstimate(snr_db=0.0, noise_floor_dbfs=float(_power_db(ms)), confidence=0.0)
-    from audiomend.dsp import frame_signal
-
     window = np.hanning(frame + 2)[1:-1]
     frames = frame_signal(x, frame, hop) * window
     # scaled so that summing over bins gives the mean square of the frame (Parseval)

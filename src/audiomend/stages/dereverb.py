@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import signal
 
-from audiomend.dsp import check_audio, check_sample_rate
+from audiomend.dsp import check_audio, check_sample_rate, frame_signal
 from audiomend.stages._common import check_strength, check_whole, frame_and_hop
 from audiomend.stages.base import Stage, register
 from audiomend.stream import Processor, SegmentProcessor
@@ -249,10 +250,6 @@ _BAND_EDGES_HZ = (125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 
 def _decay_times(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Decay times (s) of every free-decay-like stretch in every octave band of a mono block."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    from audiomend.dsp import frame_signal
-
     hop = max(round(_ENV_HOP_S * sample_rate), 1)
     frame = 2 * hop
     frames = frame_signal(audio, frame, hop) * np.hanning(frame + 2)[1:-1]
