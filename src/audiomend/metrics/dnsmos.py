@@ -12,6 +12,7 @@ results by a hash of the samples, so asking for all four metrics runs the models
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -36,8 +37,6 @@ def _model():
     global _MODEL
     if _MODEL is None:
         try:
-            import os
-
             import onnxruntime as ort
             from speechmos import dnsmos as sm_dnsmos
         except ImportError as e:

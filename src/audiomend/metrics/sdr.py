@@ -19,6 +19,13 @@ SEGSNR_MAX_DB = 35.0
 _TINY = 1e-20
 
 
+def _energy_ratio_db(signal: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Per row of ``(channels, samples)``: ``10 log10(sum signal^2 / sum noise^2)``, each sum
+    floored at 1e-20 (so identical signals give a large finite value, not inf)."""
+    return 10 * np.log10(np.maximum(np.sum(signal**2, axis=1), _TINY)
+                         / np.maximum(np.sum(noise**2, axis=1), _TINY))
+
+
 @register("si_sdr", needs_reference=True, higher_is_better=True, unit="dB",
           description="scale-invariant signal-to-distortion ratio")
 def si_sdr(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | None = None) -> float:
@@ -62,10 +69,7 @@ def si_sdr(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | No
     alpha = np.sum(est * ref, axis=1, keepdims=True) / np.maximum(
         np.sum(ref * ref, axis=1, keepdims=True), _TINY)
     target = alpha * ref
-    noise = est - target
-    values = 10 * np.log10(np.maximum(np.sum(target**2, axis=1), _TINY)
-                           / np.maximum(np.sum(noise**2, axis=1), _TINY))
-    return per_channel_mean(list(values))
+    return per_channel_mean(list(_energy_ratio_db(target, est - target)))
 
 
 @register("snr", needs_reference=True, higher_is_better=True, unit="dB",
@@ -97,9 +101,7 @@ def snr(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | None 
     """
     est, ref = prepare_pair(estimate, reference, sample_rate, metric="snr")
     est, ref = est.astype(np.float64), ref.astype(np.float64)
-    values = 10 * np.log10(np.maximum(np.sum(ref**2, axis=1), _TINY)
-                           / np.maximum(np.sum((est - ref) ** 2, axis=1), _TINY))
-    return per_channel_mean(list(values))
+    return per_channel_mean(list(_energy_ratio_db(ref, est - ref)))
 
 
 @register("segsnr", needs_reference=True, higher_is_better=True, unit="dB",
