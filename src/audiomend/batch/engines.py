@@ -150,6 +150,12 @@ def _temp_output(output: Path) -> Path:
     return output.with_name(f".{output.name}.{os.getpid()}.partial{output.suffix}")
 
 
+def _record_head(job: Job) -> dict[str, Any]:
+    """The journal fields every result of ``job`` carries, done or failed."""
+    return {"key": job.key, "input": job.input_path, "output": job.output_path,
+            "settings_hash": settings_hash(job.options), "options": options_dict(job.options)}
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -183,10 +189,7 @@ def run_job(fn: PerFileFn, job: Job, want_scores: bool = False, dnsmos: bool = F
     limit_threads()
     out = Path(job.output_path)
     tmp = _temp_output(out)
-    record: dict[str, Any] = {
-        "key": job.key, "input": job.input_path, "output": job.output_path,
-        "settings_hash": settings_hash(job.options), "options": options_dict(job.options),
-    }
+    record = _record_head(job)
     t0 = time.perf_counter()
     try:
         st = os.stat(job.input_path)
@@ -251,10 +254,9 @@ def _stage_dict(stage: Any) -> Any:
 
 
 def _worker_died(job: Job, detail: str) -> dict:
-    return {"key": job.key, "input": job.input_path, "output": job.output_path,
-            "settings_hash": settings_hash(job.options), "options": options_dict(job.options),
-            "status": "failed", "error": f"{job.input_path}: worker process died while restoring "
-                                         f"it ({detail}); out of memory or a crash in native code"}
+    return {**_record_head(job), "status": "failed",
+            "error": f"{job.input_path}: worker process died while restoring it ({detail}); "
+                     f"out of memory or a crash in native code"}
 
 
 @contextlib.contextmanager
@@ -363,7 +365,9 @@ def run_dask(fn: PerFileFn, jobs: Iterable[Job], *, workers: int | None = None,
                 client = stack.enter_context(Client(**target, timeout="10s"))
             except (OSError, TimeoutError) as e:
                 raise BadOptionError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-            n = workers or max(len(client.scheduler_info().get("workers", {})), 1)
+            # Negative workers would submit nothing and report success: refuse them.
+            n = check_workers(workers) if workers else \
+                max(len(client.scheduler_info().get("workers", {})), 1)
         else:
             n = min(check_workers(workers), max(len(queue), 1))
             cluster = stack.enter_context(LocalCluster(

@@ -195,9 +195,10 @@ class _Progress:
 @click.pass_context
 def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None, skip: str | None,
             strength: float | None, target_lufs: float | None, sample_rate: int | None,
-            denoiser: str | None, subtype: str | None, block_s: float | None, workers: int | None, engine: str, scheduler: str | None,
-            fmt: str | None, force: bool, quiet: bool, report_path: Path | None, dnsmos: bool,
-            as_json: bool, function_spec: str | None) -> None:
+            denoiser: str | None, subtype: str | None, block_s: float | None,
+            workers: int | None, engine: str, scheduler: str | None, fmt: str | None,
+            force: bool, quiet: bool, report_path: Path | None, dnsmos: bool, as_json: bool,
+            function_spec: str | None) -> None:
     """Restore every audio file in IN_DIR (or listed in a CSV/JSONL manifest) into OUT_DIR.
 
     The input tree is mirrored under OUT_DIR with the same names and formats. A journal
