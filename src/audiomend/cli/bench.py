@@ -108,7 +108,9 @@ def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds,
     for name, reason in result.skipped.items():
         click.echo(f"{name}: {reason}", err=True)
     if output:
-        argv = ["audiomend", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else []
+        # The command that regenerates the report (display-only flags left out).
+        argv = ["audiomend", "bench", *(a for a in sys.argv[2:] if a not in ("--json", "--no-progress"))] \
+            if sys.argv[1:2] == ["bench"] else []
         result.settings["command"] = shlex.join(argv) if argv else ""
         written = report.write_all(result, output, machine=machine_info(),
                                    command=result.settings["command"])
