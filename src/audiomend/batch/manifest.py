@@ -162,7 +162,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     raise BadOptionError(f"{path}: a manifest must be .csv or .jsonl")
 
 
-def _split_names(value: Any) -> tuple[str, ...]:
+def split_names(value: Any) -> tuple[str, ...]:
+    """Names from a list or a comma- (or semicolon-) separated string, stripped, empties dropped.
+
+    >>> split_names("denoise, loudness;;dehum"), split_names(["declip", " "])
+    (('denoise', 'loudness', 'dehum'), ('declip',))
+    """
     if isinstance(value, (list, tuple)):
         return tuple(str(v).strip() for v in value if str(v).strip())
     return tuple(v.strip() for v in str(value).replace(";", ",").split(",") if v.strip())
@@ -207,7 +212,7 @@ def apply_overrides(options: Any, row: Mapping[str, Any], *, where: str = "manif
             if isinstance(value, str) and value.lower() in ("none", "null"):
                 changes[name] = None
             elif name in ("stages", "skip") or isinstance(current, (tuple, list)):
-                changes[name] = _split_names(value)
+                changes[name] = split_names(value)
             elif isinstance(current, bool):
                 changes[name] = str(value).lower() in ("1", "true", "yes", "on")
             elif isinstance(current, int) or name == "sample_rate":

@@ -14,12 +14,6 @@ import click
 from audiomend.errors import AudiomendError, BadOptionError
 
 
-def _names(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(v.strip() for v in value.replace(";", ",").split(",") if v.strip())
-
-
 def restore_option_decorators(f: Any) -> Any:
     """The options of ``audiomend restore`` (same names, types and ranges), defaulting to None so
     that only what is given overrides :class:`~audiomend.pipeline.RestoreOptions`' defaults."""
@@ -48,12 +42,13 @@ def restore_option_decorators(f: Any) -> Any:
 
 def build_options(**given: Any) -> Any:
     """RestoreOptions from the CLI values; options not given keep RestoreOptions' defaults."""
+    from audiomend.batch.manifest import split_names
     from audiomend.pipeline import RestoreOptions
 
     kwargs = {k: v for k, v in given.items() if v is not None}
     for k in ("stages", "skip"):
         if k in kwargs:
-            kwargs[k] = _names(kwargs[k])
+            kwargs[k] = split_names(kwargs[k])
     try:
         return RestoreOptions(**kwargs)
     except (TypeError, ValueError) as e:

@@ -13,8 +13,9 @@ The classical backend is a short-time spectral attenuator (a :class:`~audiomend.
   at or above the running mean of the first frames (about 100 ms), so it is sane from frame one.
 - **Gain.** Ephraim & Malah's MMSE log-spectral amplitude (LSA) gain with the decision-directed a
   priori SNR, a lower a priori SNR bound (-15 dB) and a light smoothing of the gain across
-  frequency against musical noise. The floor is ``attenuation_limit_db`` below unity; ``strength`` raises the final gain to a power (0 = bypass,
-  1 = full), so the floor becomes ``strength * attenuation_limit_db``.
+  frequency against musical noise. The floor is ``attenuation_limit_db`` below unity;
+  ``strength`` raises the final gain to a power (0 = bypass, 1 = full), so the floor becomes
+  ``strength * attenuation_limit_db``.
 - **Channels.** One gain per bin and frame computed on the channel-mean power and applied to every
   channel: the stereo image does not move.
 
