@@ -294,7 +294,9 @@ def make_corpus(
     noise_dir, rir_dir : folders of recorded noises / RIRs; the chain's noise and reverb steps
         pick from them (:meth:`Chain.with_files`). None: coloured noise, simulated rooms.
     chain : the damage ranges; default :data:`DEFAULT_CHAIN`.
-    seed : int, the corpus seed. Item ``i`` uses recipe seed ``SeedSequence(seed).spawn(count)[i]``.
+    seed : int, the corpus seed. Item ``i``'s recipe seed is drawn from
+        ``SeedSequence(seed, spawn_key=(1,)).spawn(count)[i]`` (so an item keeps its seed when
+        ``count`` grows); a subset of the files from ``SeedSequence(seed).spawn(1)[0]``.
     sample_rate : int or None, resample everything to this rate in Hz; None keeps each file's rate.
     count : int > 0 or None, number of pairs; None = one per clean file. Fewer than the files:
         a seeded random subset; more: files are reused (names get ``_1``, ``_2``, ... suffixes)
