@@ -124,9 +124,9 @@ def test_plan_parameters_come_from_the_diagnosis():
     assert [s.gain_db for s in plan(diag(lufs=-10.0))] == [pytest.approx(-6.0)]
     # a sensible level off target: gain only up to the peak headroom (no limiting) ...
     assert [s.gain_db for s in plan(diag(lufs=-26.0, peak=-8.0))] == [pytest.approx(6.5)]
-    # ... a clearly wrong level: full gain, up to 3 dB of limiting
+    # ... a clearly wrong level: the same cap (limiting costs SI-SDR; see MAX_LIMITING_DB)
     assert [s.gain_db for s in plan(diag(lufs=-45.0, peak=-20.0, level=quiet))] == \
-        [pytest.approx(21.5)]
+        [pytest.approx(18.5)]
     # a strength of 0.5 moves half way
     assert [s.gain_db for s in plan(diag(lufs=-40.0, peak=-30.0, level=quiet), strength=0.5)] == \
         [pytest.approx(12.0)]
