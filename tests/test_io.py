@@ -80,11 +80,11 @@ def test_save_rejects_unknown_extension(tmp_path: Path) -> None:
 @pytest.mark.parametrize("block_s,overlap_s", [(0.01, 0.0), (0.05, 0.01), (1.0, 0.0)])
 def test_blocks_cover_the_file_exactly(stereo_pcm16: Path, block_s: float, overlap_s: float) -> None:
     whole, rate = io.load(stereo_pcm16)
-    overlap = int(round(overlap_s * rate))
+    overlap = round(overlap_s * rate)
     parts = list(io.blocks(stereo_pcm16, block_s=block_s, overlap_s=overlap_s))
     rebuilt = np.concatenate([parts[0]] + [p[:, overlap:] for p in parts[1:]], axis=1)
     assert np.array_equal(rebuilt, whole)
-    assert all(p.shape[1] <= int(round(block_s * rate)) for p in parts)
+    assert all(p.shape[1] <= round(block_s * rate) for p in parts)
 
 
 def test_mp3_and_ogg_decode(tmp_path: Path, speech_16k: tuple[np.ndarray, int]) -> None:

@@ -24,7 +24,7 @@ def test_import_audiomend_is_light() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "audiomend", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
 
 
 def test_cli_help_lists_verbs() -> None:
@@ -38,8 +38,9 @@ def test_cli_unknown_verb_is_a_usage_error() -> None:
 
 @pytest.mark.parametrize("verb", ["restore", "assess", "diagnose"])
 def test_cli_bad_input_gives_one_line_and_no_traceback(verb: str, tmp_path: Path) -> None:
-    from audiomend.cli import VERBS
     import importlib.util
+
+    from audiomend.cli import VERBS
 
     if importlib.util.find_spec(f"audiomend.cli.{VERBS[verb][0]}") is None:
         pytest.skip(f"verb {verb} not built yet")
@@ -57,8 +58,9 @@ def test_cli_bad_input_gives_one_line_and_no_traceback(verb: str, tmp_path: Path
 
 
 def test_nan_file_is_refused_by_the_cli(tmp_path: Path) -> None:
-    from audiomend.cli import VERBS
     import importlib.util
+
+    from audiomend.cli import VERBS
 
     if importlib.util.find_spec(f"audiomend.cli.{VERBS['assess'][0]}") is None:
         pytest.skip("verb assess not built yet")

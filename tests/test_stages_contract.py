@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
-import importlib
 
 import numpy as np
 import pytest

@@ -75,7 +75,7 @@ def _ffmpeg_probe(p: Path) -> tuple[int, int] | None:
     proc = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
          "stream=sample_rate,channels", "-of", "csv=p=0", str(p)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     try:
         rate_s, ch_s = proc.stdout.strip().splitlines()[0].split(",")[:2]
@@ -197,8 +197,8 @@ def blocks(
     """
     header = info(path)
     p = Path(path)
-    block = max(int(round(block_s * header.sample_rate)), 1)
-    overlap = int(round(overlap_s * header.sample_rate))
+    block = max(round(block_s * header.sample_rate), 1)
+    overlap = round(overlap_s * header.sample_rate)
     if not 0 <= overlap < block:
         raise BadOptionError(f"{p}: overlap_s={overlap_s} must be >= 0 and shorter than block_s={block_s}")
     position = 0

@@ -57,9 +57,9 @@ class NeuralProcessor(SpectralProcessor):
                  attenuation_limit_db: float, model_name: str) -> None:
         self.model = load_model(model_name)
         info = self.model.info
-        hop = max(int(round(info.hop_length * sample_rate / info.sample_rate)), 1)
+        hop = max(round(info.hop_length * sample_rate / info.sample_rate), 1)
         frame = 2 * hop if info.frame_length == 2 * info.hop_length else \
-            int(round(info.frame_length * sample_rate / info.sample_rate))
+            round(info.frame_length * sample_rate / info.sample_rate)
         super().__init__(channels, frame, hop)
         # to_model: (F_rate, F_model); from_model: (F_model, F_rate)
         self._to_model, self._from_model, self._above, self._upper = _frequency_maps(
