@@ -22,7 +22,7 @@ Examples
 >>> noisy = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-18.0,
 ...                   noise=NoiseFinding(8.0, 0.9, True))
 >>> plan(noisy)
-[Denoise(strength=0.85, attenuation_limit_db=30.0, backend='classical')]
+[Denoise(strength=0.85, attenuation_limit_db=30.0, backend='neural')]
 >>> plan(noisy, skip=["denoise"])
 []
 """
@@ -68,23 +68,13 @@ MAX_LIMITING_DB = 0.0
 
 
 def denoisers() -> tuple[str, ...]:
-    """What ``--denoiser`` accepts: the Denoise stage's backends, and ``neural`` (our network,
-    the ``neural`` stage in the denoise slot) when that stage is installed.
+    """What ``--denoiser`` accepts: the Denoise stage's backends.
 
-    >>> "classical" in denoisers()
-    True
+    >>> denoisers()
+    ('classical', 'neural')
     """
-    registry = _registry()
-    out: list[str] = []
-    try:
-        from audiomend.stages.denoise import BACKENDS
+    return _denoise_backends()
 
-        out += list(BACKENDS)
-    except ImportError:
-        out.append("classical")
-    if "neural" in registry and "neural" not in out:
-        out.append("neural")
-    return tuple(out)
 
 Progress = Callable[[int, int], None]
 
@@ -205,7 +195,7 @@ def plan(
     strength: float = 1.0,
     target_lufs: float = -16.0,
     sample_rate: int | None = None,
-    denoiser: str = "classical",
+    denoiser: str = "neural",
 ) -> list:
     """Choose the repair stages and their parameters from a diagnosis. Pure: no audio.
 
@@ -304,10 +294,6 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         level = d.clipping.level if d.clipping.present and math.isfinite(d.clipping.level) else None
         return build(level=level, strength=s)
     if name == "denoise":
-        registry = _registry()
-        if denoiser == "neural" and "neural" in registry and \
-                "neural" not in _denoise_backends():
-            return registry["neural"](strength=s)
         return build(strength=s, backend=denoiser)
     if name == "dereverb":
         return build(strength=s)
@@ -359,7 +345,7 @@ class RestoreOptions:
     strength: float = 1.0
     target_lufs: float = -16.0
     sample_rate: int | None = None
-    denoiser: str = "classical"
+    denoiser: str = "neural"
     block_s: float = 10.0
     subtype: str | None = None
 

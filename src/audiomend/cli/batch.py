@@ -30,7 +30,7 @@ def restore_option_decorators(f: Any) -> Any:
         click.option("--sample-rate", "sample_rate", type=click.IntRange(min=1), default=None,
                      help="Output sample rate in Hz (default: each input's)."),
         click.option("--denoiser", default=None,
-                     help="Denoiser backend of the denoise stage  [default: classical]."),
+                     help="Denoiser in the denoise slot: neural or classical  [default: neural]."),
         click.option("--subtype", default=None,
                      help="Output subtype, e.g. PCM_24, FLOAT (default: each input's)."),
         click.option("--block-s", type=click.FloatRange(min=0.1), default=None,

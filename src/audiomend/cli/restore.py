@@ -77,8 +77,9 @@ def summary(result) -> str:
               help="Loudness target in LUFS (applied when the level is off by more than 3 LU).")
 @click.option("--sample-rate", "sample_rate_hz", type=click.IntRange(min=1), default=None,
               help="Output sample rate in Hz (default: the input's); above it, the band is extended.")
-@click.option("--denoiser", default="classical", show_default=True,
-              help="Denoiser in the denoise slot: classical (spectral) or neural (our network).")
+@click.option("--denoiser", default="neural", show_default=True,
+              help="Denoiser in the denoise slot: neural (our network) or classical (spectral).")
+@click.option("--no-neural", is_flag=True, help="Use no neural model: same as --denoiser classical.")
 @click.option("--subtype", default=None, help="Output subtype, e.g. PCM_24, FLOAT (default: the input's).")
 @click.option("--block-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Streaming block length in seconds (memory only; output does not change).")
@@ -87,7 +88,7 @@ def summary(result) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar on stderr.")
 def command(input_path, output_path, stages, skip, strength, target_lufs, sample_rate_hz, denoiser,
-            subtype, block_s, report_path, as_json, quiet):
+            no_neural, subtype, block_s, report_path, as_json, quiet):
     """Diagnose IN, repair what is wrong, write the result to -o OUT.
 
     \b
@@ -98,6 +99,8 @@ def command(input_path, output_path, stages, skip, strength, target_lufs, sample
     """
     from audiomend.pipeline import RestoreOptions, restore_file
 
+    if no_neural:
+        denoiser = "classical"
     options = RestoreOptions(
         stages=_names(stages, "--stages"), skip=_names(skip, "--skip") or (),
         strength=strength, target_lufs=target_lufs, sample_rate=sample_rate_hz,

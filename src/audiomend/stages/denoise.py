@@ -46,8 +46,9 @@ from audiomend.stream import Processor, SpectralProcessor
 
 #: Hop between analysis frames in seconds; frames are four hops long (32 ms).
 HOP_S = 0.008
-#: The backends :class:`Denoise` knows. A neural backend registers itself here by name.
-BACKENDS: tuple[str, ...] = ("classical",)
+#: The backends :class:`Denoise` knows: ``classical`` (this module) and ``neural`` (audiomend's
+#: network, :mod:`audiomend.stages.neural`, run with the same strength and attenuation limit).
+BACKENDS: tuple[str, ...] = ("classical", "neural")
 
 # Noise tracker (Gerkmann & Hendriks 2012), time constants given for a 16 ms reference hop and
 # converted to our hop in the processor.
@@ -173,7 +174,13 @@ class Denoise(Stage):
         if self.backend == "classical":
             return DenoiseProcessor(channels, sample_rate, strength=self.strength,
                                     attenuation_limit_db=self.attenuation_limit_db)
-        # hook for further backends (e.g. "neural"): add the name to BACKENDS and a branch here
+        if self.backend == "neural":
+            from audiomend.model.runtime import DEFAULT_MODEL
+            from audiomend.stages.neural import NeuralProcessor
+
+            return NeuralProcessor(sample_rate, channels, strength=self.strength,
+                                   attenuation_limit_db=self.attenuation_limit_db,
+                                   model_name=DEFAULT_MODEL)
         raise BadOptionError(f"denoise: unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -187,7 +194,8 @@ def denoise(audio: np.ndarray, sample_rate: int, *, strength: float = 1.0,
     sample_rate : int, Hz (any rate from 1 kHz up; frames are 32 ms, hops 8 ms).
     strength : float in [0, 1], 0 = bypass, 1 = full suppression.
     attenuation_limit_db : float in [0, 100], the most a time-frequency bin is attenuated, in dB.
-    backend : str, ``"classical"`` (MMSE-LSA with MMSE-SPP noise tracking).
+    backend : str, ``"classical"`` (MMSE-LSA with MMSE-SPP noise tracking) or ``"neural"``
+        (audiomend's network, see :mod:`audiomend.stages.neural`).
 
     Returns
     -------
