@@ -230,6 +230,8 @@ def plot(result: BenchResult, path: str | os.PathLike) -> Path | None:
         for j, system in enumerate(systems):
             values = [summary.get((c, system), {}).get(metric, float("nan")) for c in categories]
             ax.bar(x + (j - (len(systems) - 1) / 2) * width, values, width, label=system)
+        if metric in ("si_sdr", "snr", "segsnr"):
+            ax.set_ylim(top=min(ax.get_ylim()[1], 50.0))  # an identity on clean input is ~200 dB
         ax.set_ylabel(TITLES.get(metric, metric))
         ax.set_xticks(x, categories)
         ax.grid(axis="y", alpha=0.3)
