@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -532,6 +532,7 @@ def output_format(output_path: Path, input_path: Path | None, subtype: str | Non
     return fmt, subtype
 
 
+@final  # not meant to be subclassed; lets __enter__ name the class on Python 3.10 (no Self)
 class AtomicWriter:
     """Write blocks to a temporary file next to ``path``; rename it over ``path`` on success.
 
