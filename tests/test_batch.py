@@ -147,6 +147,49 @@ def test_two_inputs_one_output_refused(tmp_path: Path) -> None:
         check_jobs(jobs)
 
 
+def _listing_folder(root: Path) -> Path:
+    """Names only (nothing here is decoded): audio of every kind, non-audio, hidden, nested."""
+    for name in ["a.wav", "b.FLAC", "c.w64", "d.opus", "e.m4a", "f.txt", ".g.wav", "sub/h.ogg",
+                 ".hidden/i.wav"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"...")
+    return root
+
+
+@pytest.mark.parametrize("ffmpeg", [True, False])
+def test_folder_listings_agree_across_commands(tmp_path: Path, monkeypatch, ffmpeg: bool) -> None:
+    """assess FOLDER, batch, bench corpora and the damage simulator list the same audio files:
+    one extension list (audiomend.io), .m4a only when ffmpeg can decode it."""
+    import audiomend.batch
+    from audiomend import io
+    from audiomend.bench import corpus
+    from audiomend.cli import assess
+    from audiomend.degradations import chain
+
+    if not ffmpeg:
+        monkeypatch.setattr(io.shutil, "which", lambda name: None)
+    folder = _listing_folder(tmp_path / "in")
+    top = ["a.wav", "b.FLAC", "c.w64", "d.opus"] + (["e.m4a"] if ffmpeg else [])
+    assert [p.name for p in io.audio_files(folder, recursive=False)] == top
+    assert [p.name for p in assess.audio_files(folder)] == top
+    assert [p.name for p in corpus._audio_files(folder).values()] == top
+    nested = sorted([folder / n for n in top] + [folder / "sub" / "h.ogg"])
+    assert io.audio_files(folder) == nested
+    assert chain._audio_files(folder, "clean") == nested
+    jobs = jobs_from_folder(folder, tmp_path / "out", options=None, fmt="flac")
+    assert [Path(j.input_path) for j in jobs] == [p.resolve() for p in nested]
+    # one constant: no module keeps a list of its own
+    assert audiomend.batch.AUDIO_EXTENSIONS is io.AUDIO_EXTENSIONS
+    for module in (corpus, assess, chain):
+        assert getattr(module, "AUDIO_EXTENSIONS", io.AUDIO_EXTENSIONS) is io.AUDIO_EXTENSIONS
+
+
+def test_unwritable_mirrored_format_refused_up_front(tmp_path: Path) -> None:
+    folder = _listing_folder(tmp_path / "in")
+    with pytest.raises(BadOptionError, match=r"d\.opus: cannot write \.opus \(input .*--format"):
+        jobs_from_folder(folder, tmp_path / "out", options=None)
+
+
 def test_manifest_unknown_column_refused(tmp_path: Path) -> None:
     m = tmp_path / "m.csv"
     m.write_text("input,strenght\na.wav,0.5\n")

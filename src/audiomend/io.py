@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,62 @@ WRITABLE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"
 #: Subtype used when neither the caller nor an input file says which.
 DEFAULT_SUBTYPES = {"WAV": "PCM_16", "FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III",
                     "AIFF": "PCM_16", "W64": "PCM_16"}
+
+#: Extensions (lower case) of the files soundfile (libsndfile >= 1.0.29, bundled with soundfile's
+#: wheels) decodes; every folder listing (``assess FOLDER``, ``batch``, ``bench``, corpora)
+#: treats them as audio. Ogg Opus (``.opus``) is among them.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".w64")
+
+#: Extensions decoded only through ffmpeg: listings include them when ``ffmpeg`` is on PATH.
+FFMPEG_EXTENSIONS = (".m4a", ".aac", ".wma")
+
+
+def audio_extensions() -> tuple[str, ...]:
+    """The extensions folder listings treat as audio here: :data:`AUDIO_EXTENSIONS`, plus
+    :data:`FFMPEG_EXTENSIONS` when ``ffmpeg`` is on PATH.
+
+    >>> set(AUDIO_EXTENSIONS) <= set(audio_extensions())
+    True
+    """
+    return AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS if shutil.which("ffmpeg") else AUDIO_EXTENSIONS
+
+
+def has_audio_extension(path: str | os.PathLike, *,
+                        extensions: Collection[str] | None = None) -> bool:
+    """True when ``path``'s extension (any case) is in ``extensions`` (default
+    :func:`audio_extensions`). Looks at the name only: the file is not opened.
+
+    >>> has_audio_extension("take1.FLAC"), has_audio_extension("notes.txt")
+    (True, False)
+    """
+    exts = audio_extensions() if extensions is None else extensions
+    return Path(path).suffix.lower() in exts
+
+
+def audio_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """The audio files in ``folder`` (see :func:`audio_extensions`), sorted.
+
+    Hidden files and folders (names starting with ``.``, such as macOS ``._x.wav``) are
+    skipped. A missing folder gives an empty list.
+
+    Parameters
+    ----------
+    folder : the folder to list.
+    recursive : also list its subfolders (``False``: only the files directly inside it).
+
+    Returns
+    -------
+    list of Path, sorted.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    exts = audio_extensions()
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in candidates
+                  if has_audio_extension(p, extensions=exts)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                  and p.is_file())
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from audiomend.errors import BadOptionError
-
-#: Extensions (lower case) a folder walk picks up.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+from audiomend.io import (
+    AUDIO_EXTENSIONS,  # noqa: F401  (re-exported by audiomend.batch)
+    WRITABLE_FORMATS,
+    audio_extensions,
+    has_audio_extension,
+)
 
 #: Output formats ``fmt`` may ask for (the extension written).
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "aiff")
@@ -100,7 +103,9 @@ def jobs_from_folder(
 
     Parameters
     ----------
-    in_dir : folder to walk; files with an extension in :data:`AUDIO_EXTENSIONS` are inputs.
+    in_dir : folder to walk; files with an extension in :func:`audiomend.io.audio_extensions`
+        (:data:`~audiomend.io.AUDIO_EXTENSIONS`, plus ``.m4a`` and the like when ffmpeg is
+        installed) are inputs.
     out_dir : output folder; ``in_dir/a/b.wav`` becomes ``out_dir/a/b.wav``.
     options : restore options shared by every job.
     fmt : None keeps each file's format; ``"flac"`` (or another of :data:`OUTPUT_FORMATS`)
@@ -121,12 +126,13 @@ def jobs_from_folder(
     if not src.is_dir():
         raise BadOptionError(f"{in_dir}: not a folder (give a folder or a .csv/.jsonl manifest)")
     jobs = []
+    extensions = audio_extensions()
     for root, dirs, files in os.walk(src):
         root_p = Path(root)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (dst == src or not _inside(root_p / d, dst)))
         for name in sorted(files):
-            if name.startswith(".") or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+            if name.startswith(".") or not has_audio_extension(name, extensions=extensions):
                 continue
             inp = root_p / name
             out = _with_format(dst / inp.relative_to(src), fmt)
@@ -292,7 +298,8 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_jobs(jobs: Iterable[Job]) -> None:
-    """Refuse, before anything runs, outputs that equal an input or that two jobs share.
+    """Refuse, before anything runs, outputs that equal an input, that two jobs share, or whose
+    format cannot be written (an ``.m4a`` input mirrored without ``fmt``).
 
     Raises
     ------
@@ -311,3 +318,7 @@ def check_jobs(jobs: Iterable[Job]) -> None:
             raise BadOptionError(f"{out}: both {seen[out]} and {j.input_path} would write this "
                                  f"output; give distinct outputs")
         seen[out] = j.input_path
+        if out.suffix.lower() not in WRITABLE_FORMATS:
+            raise BadOptionError(f"{out}: cannot write {out.suffix or 'files without an extension'} "
+                                 f"(input {j.input_path}); choose an output format with --format "
+                                 f"({', '.join(OUTPUT_FORMATS)})")

@@ -32,9 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from audiomend.errors import BadOptionError
-
-#: File extensions considered audio when listing a corpus folder.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".w64")
+from audiomend.io import audio_files, has_audio_extension
 
 #: Names accepted for the damaged side of a pair, in order of preference.
 DEGRADED_FOLDERS = ("degraded", "noisy")
@@ -52,8 +50,7 @@ class Pair:
 
 
 def _audio_files(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS}
+    return {p.stem: p for p in audio_files(folder, recursive=False)}
 
 
 def _is_pair_folder(folder: Path) -> bool:
@@ -72,7 +69,7 @@ def _read_recipes(path: Path) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise BadOptionError(f"{path}:{number}: not valid JSON ({err.msg})") from None
         key = str(entry.get("name") or entry.get("output") or entry.get("file") or "")
-        if Path(key).suffix.lower() in AUDIO_EXTENSIONS:  # "x.flac" and "x" name the same pair
+        if has_audio_extension(key):  # "x.flac" and "x" name the same pair
             key = Path(key).stem
         if key:
             recipes[key] = entry

@@ -23,14 +23,16 @@ import numpy as np
 
 from audiomend.errors import AudiomendError, BadOptionError
 
-#: File extensions treated as audio when a folder is given.
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".w64", ".m4a", ".opus"}
-
 
 def audio_files(folder: Path) -> list[Path]:
-    """Audio files directly inside ``folder`` (not recursive), sorted by name; hidden files skipped."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+    """Audio files directly inside ``folder`` (not recursive), sorted by name; hidden files skipped.
+
+    Audio means an extension in :func:`audiomend.io.audio_extensions` (``.m4a`` and the like
+    only when ffmpeg is installed).
+    """
+    from audiomend.io import audio_files as list_audio
+
+    return list_audio(folder, recursive=False)
 
 
 def find_reference(estimate: Path, ref_folder: Path) -> Path | None:
@@ -223,6 +225,7 @@ summary object with the means. Exit 1 when a file could not be scored (one line 
               help="Worker processes for a folder.")
 def command(target: Path, reference: Path | None, metrics: list[str] | None, as_json: bool,
             jobs: int) -> None:
+    from audiomend.io import audio_extensions
     from audiomend.metrics import resolve_names
 
     start = time.perf_counter()
@@ -235,7 +238,7 @@ def command(target: Path, reference: Path | None, metrics: list[str] | None, as_
                                      f"folder of files with the same names", param_hint="--reference")
         estimates = audio_files(est_dir)
         if not estimates:
-            raise BadOptionError(f"{est_dir}: no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+            raise BadOptionError(f"{est_dir}: no audio files ({', '.join(audio_extensions())})")
         jobs_list: list[tuple[Path, Path | None]] = []
         missing: list[dict[str, Any]] = []
         for est in estimates:

@@ -45,9 +45,7 @@ from numpy.typing import NDArray
 from audiomend.degradations.base import DEGRADATIONS, Degradation, active_power
 from audiomend.dsp import check_audio
 from audiomend.errors import BadOptionError
-
-#: File extensions make_corpus reads from its folders.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+from audiomend.io import audio_extensions, audio_files
 
 #: Largest seed drawn for damages and recipes (fits a signed 32-bit int).
 MAX_SEED = 2**31 - 1
@@ -245,9 +243,9 @@ def _audio_files(folder: str | os.PathLike, what: str) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise BadOptionError(f"{root}: {what} folder does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    files = audio_files(root)
     if not files:
-        raise BadOptionError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the "
+        raise BadOptionError(f"{root}: no audio files ({', '.join(audio_extensions())}) in the "
                              f"{what} folder")
     return files
 
