@@ -112,8 +112,11 @@ def plot_curve(run_dir: Path) -> None:
     val = [r for r in rows if "pesq_wb" in r]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     if train:
-        a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8)
-    a.set_xlabel("step"), a.set_ylabel("training loss"), a.set_yscale("log")
+        steps, losses = [r["step"] for r in train], np.array([r["loss"] for r in train])
+        a.plot(steps, losses, lw=0.5, alpha=0.4)
+        width = min(20, len(losses))  # moving average over ~500 steps
+        a.plot(steps[width - 1:], np.convolve(losses, np.ones(width) / width, "valid"), lw=1.5)
+    a.set_xlabel("step"), a.set_ylabel("training loss")  # linear: the -SI-SDR term can be < 0
     if val:
         b.plot([r["step"] for r in val], [r["pesq_wb"] for r in val], "o-", label="enhanced")
         b.axhline(val[-1]["input_pesq_wb"], color="gray", ls="--", label="input")
