@@ -289,3 +289,28 @@ def test_near_silent_output_is_scored_not_dropped(tiny_corpus):
     row = run.run_one(Mute(), pair, ["si_sdr", "lsd"])
     assert row.error == ""
     assert row.scores["si_sdr"] < -20 and row.scores["lsd"] > 20
+
+
+def test_scoring_leaves_the_metric_guards_on_and_survives_exact_zeros(tiny_corpus, rng):
+    """The bench scores with check_pairing=False per call: nothing leaks into the process (the
+    old bench zeroed module constants), and an all-zero output is scored where it can be, not
+    a crash (PESQ cannot: NaN and a note)."""
+    from audiomend.errors import MetricError
+    from audiomend.metrics import compute
+
+    class Zeros(System):
+        name = "zeros"
+
+        def process(self, audio, sample_rate, *, reference=None):
+            return np.zeros_like(audio)
+
+    pair = corpus.discover(tiny_corpus, categories=["noise"])[0]
+    row = run.run_one(Zeros(), pair, ["pesq_wb", "si_sdr"])
+    assert np.isnan(row.scores["pesq_wb"]) and "pesq_wb" in row.error
+    assert row.scores["si_sdr"] == 0.0
+    reference, rate = load(pair.clean)
+    unrelated = rng.standard_normal(reference.shape).astype(np.float32)
+    with pytest.raises(MetricError, match="unrelated"):
+        compute("si_sdr", unrelated, rate, reference=reference)
+    with pytest.raises(MetricError, match="estimate is silent"):
+        compute("si_sdr", 1e-7 * reference, rate, reference=reference)

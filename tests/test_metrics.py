@@ -352,6 +352,33 @@ def test_silence_and_length_errors(speech):
     assert si_sdr(x[:, :-5], rate, reference=x) > 60
 
 
+def test_check_pairing_false_scores_what_the_guards_refuse(speech, shared_data, monkeypatch):
+    """check_pairing=False scores an unrelated pair and a near-silent estimate with exactly the
+    values the metrics give with their guard floors at 0, and leaves the guards on afterwards."""
+    from audiomend.io import load
+    from audiomend.metrics import base
+
+    x, rate = speech
+    other, _ = load(shared_data / "smoke" / "speech" / "sisec_dev1_male4_src1_16k_2.flac")
+    unrelated = np.resize(other, x.shape)
+    quiet = (1e-7 * x).astype(np.float32)  # -140 dB: below the -100 dBFS silence floor
+    names = ["pesq_wb", "si_sdr", "lsd", "dnsmos_ovrl"]
+    for estimate, why in [(unrelated, "unrelated"), (quiet, "estimate is silent")]:
+        with pytest.raises(MetricError, match=why):
+            assess(estimate, rate, reference=x, metrics=names)
+        scored = assess(estimate, rate, reference=x, metrics=names, check_pairing=False)
+        assert np.isfinite(list(scored.values())).all()
+        with monkeypatch.context() as floors_off:  # the old way: guard floors set to 0
+            floors_off.setattr(base, "MIN_CORRELATION", 0.0)
+            floors_off.setattr(base, "SILENCE_RMS", 0.0)
+            assert assess(estimate, rate, reference=x, metrics=names) == scored
+        assert compute("si_sdr", estimate, rate, reference=x,
+                       check_pairing=False) == scored["si_sdr"]
+        with pytest.raises(MetricError, match=why):  # nothing leaked
+            compute("si_sdr", estimate, rate, reference=x)
+    assert scored["si_sdr"] > 60  # the quiet copy is the reference scaled: SI-SDR ignores gain
+
+
 def test_pesq_no_utterance_is_metric_error(rng):
     rate = 16000
     x = np.zeros((1, rate), np.float32)

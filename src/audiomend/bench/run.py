@@ -229,44 +229,47 @@ def _load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, int]:
     return clean[:, :n], degraded[:, :n], rate
 
 
-def trust_corpus_pairs() -> None:
-    """Turn off the metrics' "same recording?" and "silent estimate" guards in this process.
-
-    ``audiomend.metrics`` refuses an (estimate, reference) pair whose normalised cross-correlation
-    stays below ``audiomend.metrics.base.MIN_CORRELATION`` (0.1), to catch files paired wrongly
-    by hand. The bench pairs files by the corpus layout, so a pair that low is a system that
-    wrecked the speech (RNNoise on strong reverberation plus noise does), and dropping that file
-    would raise the failing system's mean above what an independent scorer reports. The floor is
-    set to 0 here. For the same reason the estimate's silence floor (``SILENCE_RMS``, -100 dBFS)
-    is set to 0: DeepFilterNet3 turns very quiet input into near-silence, which must score as the
-    failure it is, not vanish from the mean. Output that a metric truly cannot score (exact
-    zeros, too short) still fails and is counted as unscored.
-    """
-    from audiomend.metrics import base
-
-    for guard in ("MIN_CORRELATION", "SILENCE_RMS"):
-        if hasattr(base, guard):
-            setattr(base, guard, 0.0)
-
-
 def score(estimate: np.ndarray, reference: np.ndarray, sample_rate: int,
           metrics: Sequence[str]) -> tuple[dict[str, float], str]:
-    """Score an aligned estimate with ``audiomend.metrics``; NaN (and a note) where one fails."""
-    from audiomend import metrics as m
+    """Score an aligned estimate with ``audiomend.metrics``; NaN (and a note) where one fails.
 
-    trust_corpus_pairs()
+    The metrics' guards for files paired by hand are off (``check_pairing=False``). They refuse
+    a pair whose normalised cross-correlation stays below
+    ``audiomend.metrics.base.MIN_CORRELATION`` (0.1), and a near-silent estimate (below
+    ``SILENCE_RMS``, -100 dBFS). The bench pairs files by the corpus layout, so a pair that low
+    is a system that wrecked the speech (RNNoise on strong reverberation plus noise does), and
+    DeepFilterNet3 turns very quiet input into near-silence: both must score as the failures
+    they are, since dropping the file would raise the failing system's mean above what an
+    independent scorer reports. Output a metric truly cannot score (too short; exact zeros for
+    PESQ, whose C code then raises ValueError) is counted as unscored.
+
+    Parameters
+    ----------
+    estimate, reference : np.ndarray [shape=(channels, samples)], float32, aligned, same rate.
+    sample_rate : int, Hz.
+    metrics : names of ``audiomend.metrics.METRICS``.
+
+    Returns
+    -------
+    scores : metric name -> float, in the order of ``metrics`` (NaN where a metric failed).
+    notes : the failing metrics' messages joined by ``"; "`` (empty when all scored).
+    """
+    from audiomend import metrics as m
 
     scores: dict[str, float] = {}
     notes: list[str] = []
     try:
-        scores.update(m.assess(estimate, sample_rate, reference=reference, metrics=list(metrics)))
-    except AudiomendError:
+        scores.update(m.assess(estimate, sample_rate, reference=reference, metrics=list(metrics),
+                               check_pairing=False))
+    except (AudiomendError, ValueError):
         for name in metrics:  # find which metric failed; keep the others
             try:
-                scores[name] = float(m.compute(name, estimate, sample_rate, reference=reference))
-            except AudiomendError as err:
+                scores[name] = float(m.compute(name, estimate, sample_rate, reference=reference,
+                                               check_pairing=False))
+            except (AudiomendError, ValueError) as err:
                 scores[name] = float("nan")
-                notes.append(str(err))
+                notes.append(str(err) if isinstance(err, AudiomendError)
+                             else f"{name}: {type(err).__name__}: {err}")
     return {name: float(scores.get(name, float("nan"))) for name in metrics}, "; ".join(notes)
 
 

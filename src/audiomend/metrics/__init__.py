@@ -40,7 +40,7 @@ import numpy as np
 
 from audiomend.errors import BadOptionError, MetricError
 from audiomend.metrics import dnsmos, levels, pesq, sdr, spectral, stoi  # noqa: F401  (register)
-from audiomend.metrics.base import METRICS, Metric, register
+from audiomend.metrics.base import METRICS, Metric, pairing_checks, register
 
 #: Registry order (tables, ``assess`` with ``metrics=None``): reference metrics first.
 _ORDER = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "snr", "segsnr", "lsd", "dnsmos_sig",
@@ -86,7 +86,7 @@ def resolve_names(metrics: Sequence[str] | str | None, *, have_reference: bool) 
 
 
 def compute(name: str, estimate: np.ndarray, sample_rate: int, *,
-            reference: np.ndarray | None = None) -> float:
+            reference: np.ndarray | None = None, check_pairing: bool = True) -> float:
     """Compute one metric by name.
 
     Parameters
@@ -96,6 +96,10 @@ def compute(name: str, estimate: np.ndarray, sample_rate: int, *,
     sample_rate : int, Hz, of ``estimate`` (and of ``reference``).
     reference : np.ndarray or None, the clean signal at the same rate; required by metrics with
         ``needs_reference``, ignored by the others.
+    check_pairing : bool. False skips the guards for files paired by hand: the "unrelated or
+        delayed pair" check and the silent estimate/reference refusal
+        (:func:`audiomend.metrics.base.pairing_checks`); scores are unchanged. For callers that
+        pair by construction and must score a wrecked output (the bench).
 
     Returns
     -------
@@ -115,12 +119,14 @@ def compute(name: str, estimate: np.ndarray, sample_rate: int, *,
     """
     (name,) = resolve_names([name], have_reference=reference is not None)
     metric = METRICS[name]
-    value = metric.fn(estimate, sample_rate, reference=reference if metric.needs_reference else None)
+    with pairing_checks(check_pairing):
+        value = metric.fn(estimate, sample_rate,
+                          reference=reference if metric.needs_reference else None)
     return float(value)
 
 
 def assess(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | None = None,
-           metrics: Sequence[str] | None = None) -> dict[str, float]:
+           metrics: Sequence[str] | None = None, check_pairing: bool = True) -> dict[str, float]:
     """Compute several metrics of one signal (and its reference); the DNSMOS models run once.
 
     Parameters
@@ -130,6 +136,7 @@ def assess(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | No
     reference : np.ndarray or None, the clean signal at the same rate.
     metrics : names, or None for every applicable metric (reference metrics only when a
         reference is given), in registry order.
+    check_pairing : bool, as in :func:`compute`.
 
     Returns
     -------
@@ -147,4 +154,5 @@ def assess(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | No
     ['dc_offset', 'peak_dbfs']
     """
     names = resolve_names(metrics, have_reference=reference is not None)
-    return {name: compute(name, estimate, sample_rate, reference=reference) for name in names}
+    return {name: compute(name, estimate, sample_rate, reference=reference,
+                          check_pairing=check_pairing) for name in names}

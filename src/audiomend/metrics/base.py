@@ -4,11 +4,17 @@ A metric is a plain function ``fn(estimate, sample_rate, *, reference=None) -> f
 under a name with :func:`register`. Reference metrics compare ``estimate`` with ``reference``,
 both at ``sample_rate``; :func:`prepare_pair` validates the pair, matches channels, trims a few
 samples of length difference and refuses pairs that are not two versions of one recording.
+
+The "same recording?" and "silent signal" guards protect files paired by hand. A caller that
+pairs files by construction and must score even a wrecked output (the bench) turns them off for
+a block with :func:`pairing_checks` (``audiomend.metrics.assess(..., check_pairing=False)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +40,40 @@ MAX_LENGTH_MISMATCH = 0.01
 SILENCE_RMS = 1e-5
 
 MetricFunction = Callable[..., float]
+
+#: Whether the pairing and silence guards are on in the current context (see pairing_checks).
+_CHECK_PAIRING: ContextVar[bool] = ContextVar("audiomend_metrics_check_pairing", default=True)
+
+
+@contextmanager
+def pairing_checks(enabled: bool) -> Iterator[None]:
+    """Turn the guards against wrongly paired or silent input on or off inside a ``with`` block.
+
+    Off, :func:`prepare_pair` no longer refuses an unrelated or delayed pair (cross-correlation
+    check) nor a silent reference, and :func:`check_estimate` no longer refuses a silent
+    estimate (RMS below :data:`SILENCE_RMS`); the scores themselves are unchanged. Exact zeros
+    and too-short signals still fail in the metrics that cannot score them. The setting is a
+    context variable: it holds for this thread (or task) only and is restored on exit.
+
+    Parameters
+    ----------
+    enabled : bool, False to turn the guards off.
+
+    Examples
+    --------
+    >>> x = np.sin(np.arange(16000) / 5.0)[None].astype(np.float32)
+    >>> noise = np.random.default_rng(0).standard_normal((1, 16000)).astype(np.float32)
+    >>> with pairing_checks(False):
+    ...     est, ref = prepare_pair(noise, x, 16000, metric="demo")
+    >>> prepare_pair(noise, x, 16000, metric="demo")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    audiomend.errors.MetricError: demo: estimate and reference look unrelated ...
+    """
+    token = _CHECK_PAIRING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _CHECK_PAIRING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -82,13 +122,14 @@ def register(name: str, *, needs_reference: bool, higher_is_better: bool, unit: 
 def check_estimate(estimate: np.ndarray, sample_rate: int, *, metric: str,
                    min_duration_s: float = 0.0, allow_silence: bool = False
                    ) -> NDArray[np.float32]:
-    """Validate one signal for ``metric``: float32 ``(channels, samples)``, long enough, not silent."""
+    """Validate one signal for ``metric``: float32 ``(channels, samples)``, long enough, not silent
+    (unless ``allow_silence`` or :func:`pairing_checks` is off)."""
     audio = check_audio(estimate, sample_rate, name="estimate")
     duration = audio.shape[1] / sample_rate
     if duration < min_duration_s or audio.shape[1] == 0:
         raise MetricError(f"{metric}: estimate is {duration:.3f} s long; "
                           f"this metric needs at least {min_duration_s:g} s")
-    if not allow_silence and _rms(audio) < SILENCE_RMS:
+    if not allow_silence and _CHECK_PAIRING.get() and _rms(audio) < SILENCE_RMS:
         raise MetricError(f"{metric}: estimate is silent (RMS below -100 dBFS); "
                           f"there is nothing to score")
     return audio
@@ -174,13 +215,15 @@ def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate
         ``min_duration_s``; the signals are unrelated (normalised cross-correlation peak below
         0.1 within +-50 ms on every channel), which usually means the files were paired wrongly;
         or, unless ``tolerate_delay`` (for metrics that align by themselves, like PESQ), they are
-        the same recording offset by more than 50 ms (peak >= 0.3 at a larger lag).
+        the same recording offset by more than 50 ms (peak >= 0.3 at a larger lag). The silence
+        and relatedness checks are skipped while :func:`pairing_checks` is off.
     """
     if reference is None:
         raise MetricError(f"{metric} compares with a clean reference; pass reference=")
     est = check_estimate(estimate, sample_rate, metric=metric, min_duration_s=min_duration_s)
     ref = check_audio(reference, sample_rate, name="reference")
-    if _rms(ref) < SILENCE_RMS:
+    checks = _CHECK_PAIRING.get()
+    if checks and _rms(ref) < SILENCE_RMS:
         raise MetricError(f"{metric}: reference is silent (RMS below -100 dBFS); "
                           f"it cannot serve as a reference")
     n_est, n_ref = est.shape[1], ref.shape[1]
@@ -195,7 +238,8 @@ def prepare_pair(estimate: np.ndarray, reference: np.ndarray | None, sample_rate
         n = min(n_est, n_ref)
         est, ref = est[:, :n], ref[:, :n]
     est, ref = _match_channels(est, ref, metric)
-    _check_related(est, ref, sample_rate, metric, tolerate_delay)
+    if checks:
+        _check_related(est, ref, sample_rate, metric, tolerate_delay)
     return np.ascontiguousarray(est), np.ascontiguousarray(ref)
 
 
