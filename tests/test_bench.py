@@ -314,3 +314,19 @@ def test_scoring_leaves_the_metric_guards_on_and_survives_exact_zeros(tiny_corpu
         compute("si_sdr", unrelated, rate, reference=reference)
     with pytest.raises(MetricError, match="estimate is silent"):
         compute("si_sdr", 1e-7 * reference, rate, reference=reference)
+
+
+@pytest.mark.parametrize("line, message", [("{not json", "not valid JSON"),
+                                           ("[1, 2]", "each line must be a JSON object")])
+def test_bad_recipe_line_named_like_a_bad_manifest_line(tmp_path, line, message):
+    """Corpus recipes and batch manifests share one JSONL reader: same refusal, file:line named."""
+    from audiomend.batch import jobs_from_manifest
+
+    for sub in ("clean", "degraded"):
+        save(tmp_path / "set" / sub / "a.wav", np.full((1, 1600), 0.1, np.float32), 16000)
+    for path in (tmp_path / "set" / "recipes.jsonl", tmp_path / "m.jsonl"):
+        path.write_text('{"name": "a", "input": "set/clean/a.wav"}\n\n' + line + "\n")
+    with pytest.raises(BadOptionError, match=rf"recipes\.jsonl:3: {message}"):
+        corpus.discover(tmp_path / "set")
+    with pytest.raises(BadOptionError, match=rf"m\.jsonl:3: {message}"):
+        jobs_from_manifest(tmp_path / "m.jsonl", tmp_path / "out", options=None)

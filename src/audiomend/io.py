@@ -7,6 +7,7 @@ installed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import tempfile
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -101,6 +103,40 @@ class AudioInfo:
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (one object a line; blank lines skipped), in order.
+
+    Used for manifests and corpus recipes. The file must exist (check first where it is
+    optional).
+
+    Raises
+    ------
+    BadOptionError
+        A line that is not valid JSON, or not a JSON object, naming the file and line number.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "rows.jsonl"
+    >>> _ = f.write_text('{"input": "a.wav"}\\n\\n{"input": "b.wav", "strength": 0.5}\\n')
+    >>> read_jsonl(f)
+    [{'input': 'a.wav'}, {'input': 'b.wav', 'strength': 0.5}]
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise BadOptionError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise BadOptionError(f"{path}:{n}: each line must be a JSON object")
+            rows.append(row)
+    return rows
 
 
 def _check_path(path: str | os.PathLike) -> Path:

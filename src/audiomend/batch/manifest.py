@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from audiomend.io import (
     WRITABLE_FORMATS,
     audio_extensions,
     has_audio_extension,
+    read_jsonl,
 )
 
 #: Output formats ``fmt`` may ask for (the extension written).
@@ -152,19 +152,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             return [{(k or "").strip(): (v.strip() if isinstance(v, str) else v)
                      for k, v in row.items()} for row in reader]
     if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise BadOptionError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise BadOptionError(f"{path}:{n}: each line must be a JSON object")
-                rows.append(row)
-        return rows
+        return read_jsonl(path)
     raise BadOptionError(f"{path}: a manifest must be .csv or .jsonl")
 
 

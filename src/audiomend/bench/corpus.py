@@ -25,14 +25,13 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from audiomend.errors import BadOptionError
-from audiomend.io import audio_files, has_audio_extension
+from audiomend.io import audio_files, has_audio_extension, read_jsonl
 
 #: Names accepted for the damaged side of a pair, in order of preference.
 DEGRADED_FOLDERS = ("degraded", "noisy")
@@ -61,13 +60,7 @@ def _read_recipes(path: Path) -> dict[str, dict[str, Any]]:
     recipes: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return recipes
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BadOptionError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    for entry in read_jsonl(path):
         key = str(entry.get("name") or entry.get("output") or entry.get("file") or "")
         if has_audio_extension(key):  # "x.flac" and "x" name the same pair
             key = Path(key).stem
