@@ -65,6 +65,8 @@ PEAK_MARGIN_DB = 0.5
 #: limiter stays in the chain as a true-peak safety net.
 MAX_LIMITING_DB = 0.0
 
+#: ``progress(samples_done, samples_total)``, called as a file is processed.
+Progress = Callable[[int, int], None]
 
 
 def denoisers() -> tuple[str, ...]:
@@ -73,24 +75,17 @@ def denoisers() -> tuple[str, ...]:
     >>> denoisers()
     ('classical', 'neural')
     """
-    return _denoise_backends()
-
-
-Progress = Callable[[int, int], None]
+    try:
+        from audiomend.stages.denoise import BACKENDS
+    except ImportError:
+        return ("classical",)
+    return tuple(BACKENDS)
 
 
 def _registry() -> dict[str, type]:
     from audiomend.stages import STAGES
 
     return STAGES
-
-
-def _denoise_backends() -> tuple[str, ...]:
-    try:
-        from audiomend.stages.denoise import BACKENDS
-    except ImportError:
-        return ("classical",)
-    return tuple(BACKENDS)
 
 
 def check_stage_names(names: Iterable[str], *, option: str = "stages") -> list[str]:
@@ -119,7 +114,7 @@ def _ramp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
     return y0 + t * (y1 - y0)
 
 
-def _severity(name: str, d: Diagnosis, out_rate: int) -> float:
+def _severity(name: str, d: Diagnosis) -> float:
     """How hard a stage should work, in [0, 1], from the finding's value and confidence.
 
     The ramps run from the ``present`` threshold (mild damage, gentle repair) to heavy damage
@@ -278,7 +273,7 @@ def plan(
 
 def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_lufs: float,
                 out_rate: int, denoiser: str, forced: bool):
-    s = round(_clamp(strength * _severity(name, d, out_rate)), 3)
+    s = round(_clamp(strength * _severity(name, d)), 3)
     fields = {f.name for f in dataclasses.fields(cls)}
 
     def build(**kwargs: Any):
