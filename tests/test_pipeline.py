@@ -361,3 +361,15 @@ def test_bad_options_fail_before_any_work(speech_16k, tmp_path):
     with pytest.raises(BadOptionError, match="cannot write"):
         restore_file(src, tmp_path / "out.xyz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_report_of_silence_shows_a_dash_not_escaped_markup(tmp_path):
+    """The report's header table: -inf loudness reads as a dash (not '&amp;ndash;'), paths escaped."""
+    from audiomend.io import save
+
+    src = save(tmp_path / "a&b.wav", np.zeros((1, 16000), np.float32), 16000)
+    report = tmp_path / "r.html"
+    restore_file(src, tmp_path / "out.wav", report_path=report)
+    text = report.read_text()
+    assert "<th>integrated loudness</th><td>&ndash; LUFS</td>" in text
+    assert "&amp;ndash;" not in text and "a&amp;b.wav" in text

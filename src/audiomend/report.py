@@ -181,8 +181,10 @@ def write_report(
             ("channels", d.channels), ("duration", f"{d.duration_s:.2f} s"),
             ("integrated loudness", f"{_fmt(d.loudness_lufs)} LUFS"),
             ("peak", f"{_fmt(d.peak_dbfs)} dBFS")]
-    parts.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v if k in ('sample rate', 'duration') else _fmt(v)}</td></tr>"
-                                     for k, v in meta if v is not None) + "</table>")
+    # Paths are escaped here; the other values are HTML already (_fmt gives "&ndash;" for -inf).
+    parts.append("<table>" + "".join(
+        f"<tr><th>{k}</th><td>{html.escape(v) if k in ('input', 'output') else v}</td></tr>"
+        for k, v in meta if v is not None) + "</table>")
 
     parts.append("<h2>Diagnosis</h2><table><tr><th>damage</th><th>value</th><th>unit</th>"
                  "<th>confidence</th><th>present</th><th>details</th></tr>")
