@@ -37,11 +37,13 @@ PLOTTED = ("pesq_wb", "estoi", "si_sdr", "lsd", "dnsmos_ovrl")
 
 
 def _mean(values: Sequence[float]) -> float:
+    """Mean of the finite values; NaN when there are none."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
 
 
 def _ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """sum(numerators) / sum(denominators) over the pairs with a finite numerator; NaN if 0."""
     pairs = [(n, d) for n, d in zip(numerators, denominators) if math.isfinite(n)]
     total = sum(d for _, d in pairs)
     return sum(n for n, _ in pairs) / total if total else float("nan")
@@ -52,8 +54,8 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
 
     Each summary holds the metric means, ``files`` (count), ``failed`` (files with an error),
     ``unscored`` (processed, but a metric could not be computed: NaN, left out of its mean),
-    ``rtf`` (total processing s / total audio s), ``cpu_rtf`` (the same with CPU seconds), ``peak_mem_mib`` (largest), ``lag_ms`` (mean)
-    and ``lag_max_ms`` (largest absolute lag).
+    ``rtf`` (total processing s / total audio s), ``cpu_rtf`` (the same with CPU seconds),
+    ``peak_mem_mib`` (largest, MiB), ``lag_ms`` (mean) and ``lag_max_ms`` (largest absolute lag).
     """
     groups: dict[tuple[str, str], list] = {}
     for row in result.rows:
@@ -62,7 +64,7 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
     out: dict[tuple[str, str], dict[str, float]] = {}
     for key, rows in groups.items():
         timed = [r for r in rows if math.isfinite(r.process_s)]
-        audio_s = sum(r.duration_s for r in timed)
+        audio_s = [r.duration_s for r in timed]
         lags = [r.lag_ms for r in rows if math.isfinite(r.lag_ms)]
         mems = [r.peak_mem_mib for r in rows if math.isfinite(r.peak_mem_mib)]
         summary = {m: _mean([r.scores.get(m, float("nan")) for r in rows]) for m in result.metrics}
@@ -71,8 +73,8 @@ def summarise(result: BenchResult) -> dict[tuple[str, str], dict[str, float]]:
             failed=float(sum(1 for r in rows if r.error and not math.isfinite(r.process_s))),
             unscored=float(sum(1 for r in rows if math.isfinite(r.process_s) and any(
                 not math.isfinite(r.scores.get(m, float("nan"))) for m in result.metrics))),
-            rtf=sum(r.process_s for r in timed) / audio_s if audio_s else float("nan"),
-            cpu_rtf=_ratio([r.cpu_s for r in timed], [r.duration_s for r in timed]),
+            rtf=_ratio([r.process_s for r in timed], audio_s),
+            cpu_rtf=_ratio([r.cpu_s for r in timed], audio_s),
             peak_mem_mib=max(mems) if mems else float("nan"),
             lag_ms=_mean(lags),
             lag_max_ms=max((abs(v) for v in lags), default=float("nan")),
@@ -116,8 +118,8 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
     lines += [("Means over files; metrics after compensating each output's residual lag "
                "(reported). RTF = processing s / audio s on one thread after a warm-up, file I/O "
                "excluded; CPU RTF = the same in CPU seconds of the process (robust to other "
-               "programs sharing the cores). Peak MiB = max(tracemalloc peak, peak RSS increase) of processing one "
-               "file. Higher is better except LSD."), ""]
+               "programs sharing the cores). Peak MiB = max(tracemalloc peak, peak RSS increase) "
+               "of processing one file. Higher is better except LSD."), ""]
     for category in categories:
         lines += [f"## {category}", "", "| system | " + " | ".join(headers) + " |",
                   "|---|" + "---|" * len(headers)]
@@ -126,9 +128,9 @@ def markdown(result: BenchResult, *, machine: dict[str, Any] | None = None,
             if s is None:
                 continue
             cells = [_fmt(s[m], m) for m in result.metrics]
-            cells += [_fmt(s["rtf"], "rtf"), _fmt(s["cpu_rtf"], "cpu_rtf"), _fmt(s["peak_mem_mib"], "peak_mem_mib"),
-                      _fmt(s["lag_ms"], "lag"), _fmt(s["lag_max_ms"], "lag"),
-                      _files_cell(s)]
+            cells += [_fmt(s["rtf"], "rtf"), _fmt(s["cpu_rtf"], "cpu_rtf"),
+                      _fmt(s["peak_mem_mib"], "peak_mem_mib"), _fmt(s["lag_ms"], "lag"),
+                      _fmt(s["lag_max_ms"], "lag"), _files_cell(s)]
             lines.append(f"| {system} | " + " | ".join(cells) + " |")
         lines.append("")
     if result.skipped:
@@ -238,7 +240,8 @@ def plot(result: BenchResult, path: str | os.PathLike) -> Path | None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.suptitle(f"audiomend bench: {result.corpus}")
     top = 1 - 0.9 / fig.get_figheight()
-    fig.legend(handles, labels, fontsize="small", ncol=min(len(systems), int(fig.get_figwidth() / 1.7)), loc="upper center",
+    fig.legend(handles, labels, fontsize="small", loc="upper center",
+               ncol=min(len(systems), int(fig.get_figwidth() / 1.7)),
                bbox_to_anchor=(0.5, top + 0.35 / fig.get_figheight()))
     fig.tight_layout(rect=(0, 0, 1, top - 0.1 / fig.get_figheight()))
     path = Path(path)

@@ -436,8 +436,6 @@ class Pipeline(System):
     name = "audiomend"
 
     def __init__(self) -> None:
-        if importlib.util.find_spec("audiomend.pipeline") is None:
-            raise BadOptionError("system 'audiomend': audiomend.pipeline is not available yet")
         from audiomend.pipeline import restore
 
         self._restore = restore
@@ -452,9 +450,9 @@ class StageSystem(System):
 
     Settings that only a diagnosis can give (a hum's mains frequency, a clipping level, a band
     edge, a loudness gain) are filled in per file from ``audiomend.pipeline.plan(diagnose(audio),
-    stages=[name])`` when the pipeline can plan this stage; the stage's own tuning (``strength``)
+    stages=[name])`` when the pipeline plans this stage; the stage's own tuning (``strength``)
     keeps its default. The diagnosis is part of the stage's processing time. A stage the pipeline
-    does not plan (or without a pipeline) runs with its defaults only.
+    does not plan (one outside ``REPAIR_ORDER``, such as ``align``) runs with its defaults only.
     """
 
     def __init__(self, stage_name: str) -> None:
@@ -462,7 +460,7 @@ class StageSystem(System):
 
         if stage_name not in STAGES:
             raise BadOptionError(f"system 'stage:{stage_name}': no such stage; registered stages: "
-                                 f"{', '.join(STAGES) or 'none yet'}")
+                                 f"{', '.join(STAGES)}")
         self.name = f"stage:{stage_name}"
         self.stage_name = stage_name
         try:
@@ -496,15 +494,11 @@ class StageSystem(System):
 
 def _stage_planner(stage_name: str) -> Callable[[np.ndarray, int], list] | None:
     """Per-file planning of one stage through the pipeline's diagnose + plan, or None when the
-    pipeline is missing or does not plan this stage."""
-    try:
-        from audiomend.diagnose import diagnose
-        from audiomend.pipeline import check_stage_names, plan
-    except ImportError:
-        return None
-    try:
-        check_stage_names([stage_name])
-    except AudiomendError:
+    pipeline does not plan this stage (it is not in ``REPAIR_ORDER``)."""
+    from audiomend.diagnose import diagnose
+    from audiomend.pipeline import REPAIR_ORDER, plan
+
+    if stage_name not in REPAIR_ORDER:
         return None
 
     def planned(audio: np.ndarray, sample_rate: int) -> list:
