@@ -67,7 +67,7 @@ def test_unknown_stage_is_a_usage_error(noisy_wav, tmp_path, capsys):
     code = main(["restore", str(noisy_wav), "-o", str(tmp_path / "o.wav"), "--stages", "declip,zap"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "zap" in err and "dehum, declick, declip, denoise, dereverb, bandwidth, loudness" in err
+    assert "zap" in err and "dehum, declick, declip, dereverb, denoise, bandwidth, loudness" in err
     assert not (tmp_path / "o.wav").exists()
 
 

@@ -59,13 +59,16 @@ PLAN_TABLE = [
     ("hum", {"hum": HUM}, ["dehum"]),
     ("dc", {"dc": DcFinding(0.02, 1.0, True)}, ["dehum"]),
     ("clip", {"clipping": CLIP}, ["declip"]),
-    ("reverb", {"reverb": REVERB}, ["dereverb"]),
+    # a long room: WPE, then the network (which also removes late reverberation) ...
+    ("reverb", {"reverb": REVERB}, ["dereverb", "denoise"]),
+    # ... a short one: the network alone
+    ("short reverb", {"reverb": ReverbFinding(0.5, 0.8, True)}, ["denoise"]),
     ("bandlimit", {"bandwidth": BANDLIMIT}, ["bandwidth"]),
     ("clicks", {"clicks": CLICKS}, ["declick"]),
     ("quiet", {"lufs": -50.0, "level": LevelFinding(-50.0, 1.0, True)}, ["loudness"]),
     ("combo", {"noise": NOISY, "reverb": REVERB, "clipping": CLIP, "hum": HUM,
                "bandwidth": BANDLIMIT},
-     ["dehum", "declip", "denoise", "dereverb", "bandwidth"]),
+     ["dehum", "declip", "dereverb", "denoise", "bandwidth"]),
     ("absent findings are ignored", {"noise": NoiseFinding(28.0, 0.9, False),
                                      "reverb": ReverbFinding(0.3, 0.9, False)}, []),
 ]
@@ -90,7 +93,7 @@ def test_plan_overrides():
     clean = diag()
     assert [s.name for s in plan(clean, stages=["denoise"])] == ["denoise"]
     # forced stages keep repair order, whatever order they are given in
-    assert [s.name for s in plan(clean, stages=["dereverb", "denoise"])] == ["denoise", "dereverb"]
+    assert [s.name for s in plan(clean, stages=["denoise", "dereverb"])] == ["dereverb", "denoise"]
     assert plan(diag(noise=NOISY), skip=["denoise"]) == []
     assert plan(diag(noise=NOISY), strength=0.0) == []
     with pytest.raises(BadOptionError, match="unknown stage 'foo'.*valid stages: dehum"):
@@ -101,13 +104,16 @@ def test_plan_overrides():
 
 def test_plan_strength_follows_severity_and_user_strength():
     need("denoise")
-    heavy = plan(diag(noise=NoiseFinding(3.0, 0.9, True)))[0]
-    mild = plan(diag(noise=NoiseFinding(20.0, 0.9, True)))[0]
-    unsure = plan(diag(noise=NoiseFinding(3.0, 0.2, True)))[0]
+    heavy = plan(diag(noise=NoiseFinding(3.0, 0.9, True)), denoiser="classical")[0]
+    mild = plan(diag(noise=NoiseFinding(20.0, 0.9, True)), denoiser="classical")[0]
+    unsure = plan(diag(noise=NoiseFinding(3.0, 0.2, True)), denoiser="classical")[0]
     assert heavy.strength > mild.strength > 0
     assert unsure.strength < heavy.strength
-    half = plan(diag(noise=NoiseFinding(3.0, 0.9, True)), strength=0.5)[0]
+    half = plan(diag(noise=NoiseFinding(3.0, 0.9, True)), strength=0.5, denoiser="classical")[0]
     assert half.strength == pytest.approx(0.5 * heavy.strength, abs=1e-3)
+    # the network adapts to the SNR itself: it gets the user's strength, not the severity
+    assert plan(diag(noise=NoiseFinding(20.0, 0.9, True)))[0].strength == 1.0
+    assert plan(diag(noise=NOISY), strength=0.6)[0].strength == pytest.approx(0.6)
     assert plan(diag(noise=NOISY), denoiser="classical")[0].backend == "classical"
 
 
@@ -340,7 +346,7 @@ def test_progress_reports_both_passes(speech_16k, tmp_path):
 
 
 def test_repair_order_is_the_registry_contract():
-    assert REPAIR_ORDER == ("dehum", "declick", "declip", "denoise", "dereverb", "bandwidth",
+    assert REPAIR_ORDER == ("dehum", "declick", "declip", "dereverb", "denoise", "bandwidth",
                             "loudness")
 
 

@@ -1,6 +1,6 @@
 """Restoration stages, one module each, registered by name in :data:`STAGES`.
 
-Repair order used by the planner: dehum -> declick -> declip -> denoise -> dereverb -> bandwidth
+Repair order used by the planner: dehum -> declick -> declip -> dereverb -> denoise -> bandwidth
 -> loudness. ``align`` estimates and removes a delay between two recordings.
 """
 
