@@ -35,10 +35,9 @@ False
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,15 +373,18 @@ class LoudnessMeter:
 # Accumulating per-block estimates
 
 
-def _estimator(module: str, name: str):
-    """``audiomend.stages.<module>.<name>`` or None while that stage has not landed."""
-    try:
-        mod = importlib.import_module(f"audiomend.stages.{module}")
-    except ModuleNotFoundError as err:
-        if err.name != f"audiomend.stages.{module}":
-            raise
-        return None
-    return getattr(mod, name, None)
+def _estimators() -> dict[str, Callable[..., Any]]:
+    """The stage estimators every analysis window goes through, by function name. Imported
+    here, not at module top, so that importing :mod:`audiomend.diagnose` stays light."""
+    from audiomend.stages.bandwidth import estimate_bandwidth
+    from audiomend.stages.declick import detect_clicks
+    from audiomend.stages.declip import detect_clipping
+    from audiomend.stages.dehum import estimate_hum
+    from audiomend.stages.denoise import estimate_noise
+    from audiomend.stages.dereverb import estimate_reverb
+
+    return {f.__name__: f for f in (detect_clipping, estimate_hum, estimate_noise,
+                                    estimate_reverb, estimate_bandwidth, detect_clicks)}
 
 
 def speech_activity(block: np.ndarray, sample_rate: int) -> float:
@@ -494,10 +496,7 @@ class DiagnosisAccumulator:
         self._peak = 0.0
         self._sum = np.zeros(channels)
         self._loudness = LoudnessMeter(sample_rate, channels)
-        self._est = {name: _estimator(mod, name) for mod, name in (
-            ("declip", "detect_clipping"), ("dehum", "estimate_hum"), ("denoise", "estimate_noise"),
-            ("dereverb", "estimate_reverb"), ("bandwidth", "estimate_bandwidth"),
-            ("declick", "detect_clicks"))}
+        self._est = _estimators()
         self._clip_fraction = _Weighted()
         self._clip_level = _Weighted()
         self._clip_conf = _Weighted()
@@ -531,42 +530,32 @@ class DiagnosisAccumulator:
         self._analysed += 1
         dur = block.shape[1] / sr
         weight = dur * max(speech_activity(block, sr), 0.05)
-        if self._est["detect_clipping"] is not None:
-            c = self._est["detect_clipping"](block, sr)
-            self._clip_fraction.add(c.fraction, dur)
-            if c.fraction > 0:
-                self._clip_level.add(c.level, c.fraction * dur)
-            self._clip_conf.add(c.confidence, dur)
-        if self._est["estimate_hum"] is not None:
-            h = self._est["estimate_hum"](block, sr)
-            mains = float(h.mains_hz)
-            self._hum.setdefault(mains, _Weighted()).add(h.level_db, dur)
-            self._hum_conf.setdefault(mains, _Weighted()).add(h.confidence, dur)
-        pct_snr = percentile_snr_db(block, sr)
-        if self._est["estimate_noise"] is not None:
-            n = self._est["estimate_noise"](block, sr)
-            # The tracker reads clean speech as noisy in short or breathy clips; the percentile
-            # estimate reads noise into reverberant tails and pause-free speech. Noise is
-            # declared only where both see it: the higher of the two.
-            self._snr.add(max(n.snr_db, pct_snr), weight)
-            self._floor.add(n.noise_floor_dbfs, dur)
-            self._noise_conf.add(n.confidence, weight)
-        else:
-            self._snr.add(pct_snr, weight)
-            self._noise_conf.add(0.5, weight)
-        if self._est["estimate_reverb"] is not None:
-            r = self._est["estimate_reverb"](block, sr)
-            self._rt60.add(r.rt60_s, weight * max(r.confidence, 1e-3))
-            self._drr.add(r.drr_db, weight * max(r.confidence, 1e-3))
-            self._reverb_conf.add(r.confidence, weight)
-        if self._est["estimate_bandwidth"] is not None:
-            b = self._est["estimate_bandwidth"](block, sr)
-            self._cutoff.add(b.cutoff_hz, weight)
-            self._bw_conf.add(b.confidence, weight)
-        if self._est["detect_clicks"] is not None:
-            k = self._est["detect_clicks"](block, sr)
-            self._clicks.add(k.rate_per_s, dur)
-            self._click_conf.add(k.confidence, dur)
+        c = self._est["detect_clipping"](block, sr)
+        self._clip_fraction.add(c.fraction, dur)
+        if c.fraction > 0:
+            self._clip_level.add(c.level, c.fraction * dur)
+        self._clip_conf.add(c.confidence, dur)
+        h = self._est["estimate_hum"](block, sr)
+        mains = float(h.mains_hz)
+        self._hum.setdefault(mains, _Weighted()).add(h.level_db, dur)
+        self._hum_conf.setdefault(mains, _Weighted()).add(h.confidence, dur)
+        n = self._est["estimate_noise"](block, sr)
+        # The tracker reads clean speech as noisy in short or breathy clips; the percentile
+        # estimate reads noise into reverberant tails and pause-free speech. Noise is declared
+        # only where both see it: the higher of the two.
+        self._snr.add(max(n.snr_db, percentile_snr_db(block, sr)), weight)
+        self._floor.add(n.noise_floor_dbfs, dur)
+        self._noise_conf.add(n.confidence, weight)
+        r = self._est["estimate_reverb"](block, sr)
+        self._rt60.add(r.rt60_s, weight * max(r.confidence, 1e-3))
+        self._drr.add(r.drr_db, weight * max(r.confidence, 1e-3))
+        self._reverb_conf.add(r.confidence, weight)
+        b = self._est["estimate_bandwidth"](block, sr)
+        self._cutoff.add(b.cutoff_hz, weight)
+        self._bw_conf.add(b.confidence, weight)
+        k = self._est["detect_clicks"](block, sr)
+        self._clicks.add(k.rate_per_s, dur)
+        self._click_conf.add(k.confidence, dur)
 
     def result(self) -> Diagnosis:
         """The diagnosis of everything added so far."""
@@ -581,7 +570,7 @@ class DiagnosisAccumulator:
         lufs = self._loudness.integrated_lufs()
         peak_dbfs = 20.0 * math.log10(self._peak) if self._peak > 0 else float("-inf")
 
-        clip_frac = self._clip_fraction.mean(0.0 if self._est["detect_clipping"] else float("nan"))
+        clip_frac = self._clip_fraction.mean(0.0)
         clip_conf = self._clip_conf.mean(0.0)
         clipping = ClippingFinding(
             clip_frac, clip_conf,
@@ -674,7 +663,7 @@ def diagnose(audio: np.ndarray, sample_rate: int, *, block_s: float = 10.0) -> D
 
 
 def diagnose_file(path: str | os.PathLike, *, block_s: float = 10.0,
-                  progress=None) -> Diagnosis:
+                  progress: Callable[[int, int], None] | None = None) -> Diagnosis:
     """Diagnose an audio file by streaming it in blocks (memory does not grow with its length).
 
     Parameters
