@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from audiomend.batch.manifest import OUTPUT_FORMATS
 from audiomend.errors import AudiomendError, BadOptionError
 
 
@@ -175,8 +176,9 @@ class _Progress:
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Existing Dask scheduler address, or its --scheduler-file JSON (with --engine "
                    "dask); default: start a LocalCluster.")
-@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3", "aiff"]),
-              default=None, help="Write every output in this format (default: keep each input's).")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default=None,
+              help="Write every output in this format (default: keep each input's; needed for "
+                   "inputs in formats audiomend cannot write, such as .opus or .m4a).")
 @click.option("--force", is_flag=True,
               help="Redo files already restored with other settings instead of refusing.")
 @click.option("-q", "--quiet", is_flag=True,
@@ -196,7 +198,10 @@ def command(ctx: click.Context, source: Path, out_dir: Path, stages: str | None,
             function_spec: str | None) -> None:
     """Restore every audio file in IN_DIR (or listed in a CSV/JSONL manifest) into OUT_DIR.
 
-    The input tree is mirrored under OUT_DIR with the same names and formats. A journal
+    Audio files are those with an extension in audiomend.io.AUDIO_EXTENSIONS (.wav .flac .ogg
+    .opus .mp3 .aiff .aif .w64), plus .m4a .aac .wma when ffmpeg is installed; hidden files
+    and folders are skipped. The input tree is mirrored under OUT_DIR with the same names and
+    formats (inputs audiomend cannot write, such as .opus, need --format). A journal
     (OUT_DIR/.audiomend-journal.jsonl) makes the batch resumable: rerunning the same command
     skips finished files and redoes missing or interrupted ones. Bad files are reported and
     skipped; the exit code is 1 when any file failed. Without a terminal, one line per file

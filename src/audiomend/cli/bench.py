@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 
@@ -117,6 +118,6 @@ def command(corpus_dir, systems, output, metrics, categories, jobs, system_cmds,
         click.echo("wrote " + ", ".join(map(str, written)), err=True)
     elif not as_json:
         click.echo(report.markdown(result))
-    failed = sum(1 for r in result.rows if r.error and r.process_s != r.process_s)
+    failed = sum(1 for r in result.rows if r.error and math.isnan(r.process_s))  # did not run
     if failed:
         raise click.exceptions.Exit(1)
