@@ -29,7 +29,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -393,7 +393,8 @@ def bench(pairs: Sequence[Pair], systems: Sequence[str], *,
     result = BenchResult(list(systems), list(metrics), corpus, skipped=skipped,
                          settings={"jobs": jobs, "threads_per_process": 1,
                                    "max_lag_s": MAX_LAG_S, "warmup_s": WARMUP_S,
-                                   "memory": "max(tracemalloc peak, peak RSS increase), MiB, untimed second call"})
+                                   "memory": "max(tracemalloc peak, peak RSS increase), MiB, "
+                                             "untimed second call"})
     tasks = [(name, i) for name in built for i in range(len(pairs))]
     collected: dict[tuple[str, int], FileResult] = {}
 
@@ -413,13 +414,11 @@ def bench(pairs: Sequence[Pair], systems: Sequence[str], *,
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")
+            initargs = (dict(commands or {}), list(metrics), pairs[0])
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                     initializer=_init_worker,
-                                     initargs=(dict(commands or {}), list(metrics), pairs[0])) as pool:
+                                     initializer=_init_worker, initargs=initargs) as pool:
                 futures = {pool.submit(_worker_task, name, pairs[i]): (name, i)
                            for name, i in tasks}
-                from concurrent.futures import as_completed
-
                 for future in as_completed(futures):
                     name, i = futures[future]
                     receive((name, i), future.result())
