@@ -222,6 +222,15 @@ def test_stage_system_takes_diagnosed_settings(speech_16k):
     assert system.run(hummy, rate).shape == hummy.shape
 
 
+def test_stage_denoise_is_the_classical_backend_and_stage_neural_the_network(speech_16k, rng):
+    audio, rate = speech_16k
+    noisy = (audio[:, : 3 * rate] + 0.05 * rng.standard_normal((1, 3 * rate))).astype(np.float32)
+    (stage,) = make_system("stage:denoise").stages_for(noisy, rate)
+    assert stage.backend == "classical"  # the pipeline's default backend (neural) is not copied
+    (network,) = make_system("stage:neural").stages_for(noisy, rate)
+    assert network.name == "neural"
+
+
 def test_cli_bench_runs_and_writes(tiny_corpus, tmp_path):
     from audiomend.cli import main
 

@@ -479,7 +479,10 @@ class StageSystem(System):
             return planned
         if not planned:
             return [self._default]
-        settings = {k: v for k, v in planned[0].to_dict().items() if k not in ("name", "strength")}
+        # Only what the diagnosis decides (mains, clip level, band edge, gain); the stage's own
+        # choices (strength, backend) stay at its defaults, so stage:denoise is the classical one.
+        settings = {k: v for k, v in planned[0].to_dict().items()
+                    if k not in ("name", "strength", "backend")}
         return [dataclasses.replace(self._default, **settings)]
 
     def process(self, audio, sample_rate, *, reference=None):
