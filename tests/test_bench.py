@@ -224,7 +224,7 @@ def test_stage_system_takes_diagnosed_settings(speech_16k):
 
 def test_stage_denoise_is_the_classical_backend_and_stage_neural_the_network(speech_16k, rng):
     audio, rate = speech_16k
-    noisy = (audio[:, : 3 * rate] + 0.05 * rng.standard_normal((1, 3 * rate))).astype(np.float32)
+    noisy = (audio + 0.05 * rng.standard_normal(audio.shape)).astype(np.float32)
     (stage,) = make_system("stage:denoise").stages_for(noisy, rate)
     assert stage.backend == "classical"  # the pipeline's default backend (neural) is not copied
     (network,) = make_system("stage:neural").stages_for(noisy, rate)
