@@ -325,17 +325,82 @@ def _raw_blocks(p: Path, header: AudioInfo, block: int, overlap: int) -> Iterato
         yield buffer
 
 
-def _umask() -> int:
+def default_permissions() -> int:
+    """The mode a newly created file gets under the current umask (``0o666 & ~umask``).
+
+    >>> 0 <= default_permissions() <= 0o666
+    True
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same file: the same inode, or the same resolved path.
+
+    >>> same_file("x.wav", "./x.wav")
+    True
+    """
+    a, b = Path(a), Path(b)
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        if a.exists() and b.exists() and os.path.samefile(a, b):
+            return True
     except OSError:
-        return False
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _writable_format(path: Path) -> str:
+    fmt = WRITABLE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise BadOptionError(f"{path}: cannot write {path.suffix or 'files without an extension'}; "
+                             f"use one of {', '.join(sorted(WRITABLE_FORMATS))}")
+    return fmt
+
+
+def _output_subtype(path: Path, fmt: str, like: str | os.PathLike | None, subtype: str | None) -> str:
+    if subtype is None and like is not None:
+        try:
+            like_subtype = sf.info(str(like)).subtype
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            like_subtype = None
+        if like_subtype and sf.check_format(fmt, like_subtype):
+            subtype = like_subtype
+    subtype = subtype or DEFAULT_SUBTYPES[fmt]
+    if not sf.check_format(fmt, subtype):
+        raise BadOptionError(f"{path}: format {fmt} cannot hold subtype {subtype}")
+    return subtype
+
+
+def output_format(path: str | os.PathLike, like: str | os.PathLike | None = None,
+                  subtype: str | None = None) -> tuple[str, str]:
+    """The soundfile ``(format, subtype)`` to write ``path`` with.
+
+    Parameters
+    ----------
+    path : output path; its extension chooses the format.
+    like : the input file this output repairs, or None; its subtype (bit depth) is kept when
+        ``subtype`` is None and the format can hold it.
+    subtype : soundfile subtype, or None for ``like``'s or else the format's default.
+
+    Returns
+    -------
+    (format, subtype) : tuple of str.
+
+    Raises
+    ------
+    BadOptionError
+        The extension is not writable, or the format cannot hold the subtype.
+
+    Examples
+    --------
+    >>> output_format("out.flac")
+    ('FLAC', 'PCM_16')
+    """
+    p = Path(path)
+    fmt = _writable_format(p)
+    return fmt, _output_subtype(p, fmt, like, subtype)
 
 
 def save(
@@ -364,24 +429,12 @@ def save(
     """
     p = Path(path)
     audio = check_audio(audio, sample_rate, name=str(p))
-    fmt = WRITABLE_FORMATS.get(p.suffix.lower())
-    if fmt is None:
-        raise BadOptionError(f"{p}: cannot write {p.suffix or 'files without an extension'}; "
-                             f"use one of {', '.join(sorted(WRITABLE_FORMATS))}")
-    if like is not None and (_same_file(p, Path(like)) or p.resolve() == Path(like).resolve()):
+    fmt = _writable_format(p)
+    if like is not None and same_file(p, like):
         raise BadOptionError(f"{p}: refusing to overwrite the input file; choose another output path")
     if p.is_dir():
         raise BadOptionError(f"{p}: is a directory; give an output file name")
-    if subtype is None and like is not None:
-        try:
-            like_subtype = sf.info(str(like)).subtype
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            like_subtype = None
-        if like_subtype and sf.check_format(fmt, like_subtype):
-            subtype = like_subtype
-    subtype = subtype or DEFAULT_SUBTYPES[fmt]
-    if not sf.check_format(fmt, subtype):
-        raise BadOptionError(f"{p}: format {fmt} cannot hold subtype {subtype}")
+    subtype = _output_subtype(p, fmt, like, subtype)
     if subtype.startswith(("PCM", "ULAW", "ALAW", "DPCM")) or fmt in {"MP3", "OGG"}:
         audio = np.clip(audio, -1.0, 1.0)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -389,7 +442,7 @@ def save(
     os.close(fd)
     try:
         sf.write(tmp, audio.T, int(sample_rate), subtype=subtype, format=fmt)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp, default_permissions())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

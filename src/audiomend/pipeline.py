@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from audiomend.diagnose import Diagnosis, diagnose, diagnose_file
 from audiomend.dsp import check_audio, check_sample_rate
 from audiomend.errors import BadOptionError
+from audiomend.io import default_permissions, output_format, same_file
 from audiomend.stream import ChainProcessor, ResampleProcessor
 
 #: Stage names ``restore`` plans, in repair order.
@@ -507,38 +508,6 @@ def restore(audio: np.ndarray, sample_rate: int,
 # Files
 
 
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists() and os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def output_format(output_path: Path, input_path: Path | None, subtype: str | None) -> tuple[str, str]:
-    """The soundfile (format, subtype) for ``output_path``: the input's subtype where possible."""
-    import soundfile as sf
-
-    from audiomend.io import DEFAULT_SUBTYPES, WRITABLE_FORMATS
-
-    fmt = WRITABLE_FORMATS.get(output_path.suffix.lower())
-    if fmt is None:
-        raise BadOptionError(f"{output_path}: cannot write {output_path.suffix or 'files without an extension'}; "
-                             f"use one of {', '.join(sorted(WRITABLE_FORMATS))}")
-    if subtype is None and input_path is not None:
-        try:
-            like = sf.info(str(input_path)).subtype
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            like = None
-        if like and sf.check_format(fmt, like):
-            subtype = like
-    subtype = subtype or DEFAULT_SUBTYPES[fmt]
-    if not sf.check_format(fmt, subtype):
-        raise BadOptionError(f"{output_path}: format {fmt} cannot hold subtype {subtype}")
-    return fmt, subtype
-
-
 @final  # not meant to be subclassed; lets __enter__ name the class on Python 3.10 (no Self)
 class AtomicWriter:
     """Write blocks to a temporary file next to ``path``; rename it over ``path`` on success.
@@ -580,17 +549,10 @@ class AtomicWriter:
             self._file.close()
         finally:
             if exc_type is None:
-                mode = 0o666 & ~_umask()
-                os.chmod(self.tmp, mode)
+                os.chmod(self.tmp, default_permissions())
                 os.replace(self.tmp, self.path)
             else:
                 self.tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def restore_file(
@@ -629,7 +591,7 @@ def restore_file(
     t0 = time.perf_counter()
     src, dst = Path(input_path), Path(output_path)
     header = info(src)
-    if _same_path(src, dst):
+    if same_file(src, dst):
         raise BadOptionError(f"{dst}: refusing to overwrite the input file; choose another output path")
     if dst.is_dir():
         raise BadOptionError(f"{dst}: is a directory; give an output file name")
