@@ -3,7 +3,8 @@
 Speech is chosen and cleaned first (:func:`load_speech`: drop near-silent and noisy clips, set
 every clip's active level to -26 dBFS); then each example is a random 2 s crop, optionally
 reverberated with a recorded or simulated room (the target keeps the first 50 ms of the room:
-direct sound and early reflections), noise at a random SNR, and a random overall gain.
+direct sound and early reflections), noise at a random SNR, sometimes a low-pass on both input
+and target, and a random overall gain.
 All randomness comes from one ``np.random.Generator``.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audiomend.degradations.bandlimit import bandlimit
 from audiomend.degradations.noise import add_noise
 from audiomend.degradations.reverb import direct_path_index
 from audiomend.dsp import db_to_amplitude, rms
@@ -96,6 +98,11 @@ class MixSettings:
     p_reverb: float = 0.35
     early_ms: float = 50.0
     level_dbfs: tuple[float, float] = (-45.0, -15.0)
+    # Band-limited input (telephone, low-rate sources) with the same low-pass on the target: the
+    # network must denoise such speech without treating the missing band as damage to suppress
+    # (band extension is another stage's job).
+    p_bandlimit: float = 0.15
+    bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)
 
 
 class Mixer:
@@ -130,6 +137,10 @@ class Mixer:
             noise = self.noises[rng.integers(len(self.noises))]
             noisy = add_noise(noisy[np.newaxis], self.sample_rate, snr_db=float(rng.uniform(*s.snr_db)),
                               noise=noise[np.newaxis], rng=rng)[0]
+        if rng.random() < s.p_bandlimit:
+            cutoff = float(rng.uniform(*s.bandlimit_hz))
+            noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
+            target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
         gain = db_to_amplitude(rng.uniform(*s.level_dbfs) + 26.0)
         peak = max(float(np.abs(noisy).max()) * gain, 1e-9)
         if peak > 0.99:  # keep the input unclipped: clipping is the declip stage's job
