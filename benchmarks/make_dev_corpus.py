@@ -33,6 +33,9 @@ CATEGORIES = {
     "bandlimit": Chain((Step("bandlimit", 1.0, {"cutoff_hz": [3400.0, 4000.0, 5500.0]}),)),
     "gain": Chain((Step("gain", 1.0, {"gain_db": (-35.0, -20.0), "noise_floor_dbfs": -85.0}),)),
     "hum": Chain((Step("hum", 1.0, {"mains_hz": [50.0, 60.0], "level_db": (-20.0, -3.0)}),)),
+    # band-limited speech with light noise: what a denoiser meets on telephone or low-rate sources
+    "noise_bandlimit": Chain((Step("noise", 1.0, {"snr_db": (10.0, 25.0)}),
+                              Step("bandlimit", 1.0, {"cutoff_hz": [3400.0, 4000.0, 5500.0]}))),
 }
 
 
