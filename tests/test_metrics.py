@@ -127,6 +127,15 @@ def test_pesq_ranks_noise_and_resamples_48k(speech, noisy, speech_48k):
     assert pesq_wb(x48, rate48, reference=x48) == pytest.approx(4.64, abs=0.05)
 
 
+@pytest.mark.parametrize("metric", ["pesq_wb", "pesq_nb"])
+@pytest.mark.parametrize("scale", [0.0, 1e-30])
+def test_pesq_of_silent_estimate_is_a_metric_error_with_guards_off(speech, metric, scale):
+    x, rate = speech
+    estimate = (x * np.float32(scale)).astype(np.float32)
+    with pytest.raises(MetricError, match=f"{metric}: PESQ cannot score channel 0: the estimate is silent"):
+        compute(metric, estimate, rate, reference=x, check_pairing=False)
+
+
 def test_stoi_identical_is_one_and_noise_lowers_it(speech, noisy):
     x, rate = speech
     y, _ = noisy

@@ -241,7 +241,7 @@ def score(estimate: np.ndarray, reference: np.ndarray, sample_rate: int,
     DeepFilterNet3 turns very quiet input into near-silence: both must score as the failures
     they are, since dropping the file would raise the failing system's mean above what an
     independent scorer reports. Output a metric truly cannot score (too short; exact zeros for
-    PESQ, whose C code then raises ValueError) is counted as unscored.
+    PESQ, whose C code cannot level them: a MetricError) is counted as unscored.
 
     Parameters
     ----------

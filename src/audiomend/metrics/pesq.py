@@ -39,6 +39,11 @@ def _pesq(estimate: np.ndarray, reference: np.ndarray | None, sample_rate: int, 
                               f"({est.shape[1] / rate:.2f} s at {rate} Hz)") from None
         except pesq_lib.PesqError as err:
             raise MetricError(f"{metric}: PESQ failed ({type(err).__name__}: {err})") from None
+        except ValueError as err:  # the C code's level is NaN for an all-zero or ~1e-30 estimate
+            if "NaN" in str(err):
+                raise MetricError(f"{metric}: PESQ cannot score channel {channel}: the estimate is "
+                                  f"silent (all zeros or nearly so)") from None
+            raise MetricError(f"{metric}: PESQ failed ({type(err).__name__}: {err})") from None
     return per_channel_mean(scores)
 
 
@@ -61,7 +66,7 @@ def pesq_wb(estimate: np.ndarray, sample_rate: int, *, reference: np.ndarray | N
     ------
     MetricError
         No utterance found (silence, non-speech), shorter than 0.25 s, unrelated or
-        length-mismatched pair.
+        length-mismatched pair, an all-zero estimate (even with the silence guard off).
 
     Examples
     --------
