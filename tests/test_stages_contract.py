@@ -69,3 +69,18 @@ def test_stage_streamed_equals_whole(name: str, speech) -> None:
     sizes = np.random.default_rng(7).integers(1, 9000, size=20).tolist()
     streamed = run_blocks(stage.processor(rate, 1), split_blocks(x, sizes))
     np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+
+def test_register_refuses_a_stage_without_a_name() -> None:
+    from dataclasses import dataclass
+
+    from audiomend.stages.base import register
+
+    @dataclass(frozen=True)
+    class Nameless(Stage):
+        pass
+
+    before = dict(STAGES)
+    with pytest.raises(ValueError, match="Nameless has no name"):
+        register(Nameless)
+    assert STAGES == before

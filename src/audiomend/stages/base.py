@@ -31,6 +31,8 @@ S = TypeVar("S", bound=type)
 def register(cls: S) -> S:
     """Class decorator: add a Stage subclass to :data:`STAGES` under its ``name``."""
     name = cls.name  # type: ignore[attr-defined]
+    if not name:
+        raise ValueError(f"{cls.__name__} has no name")
     if name in STAGES and STAGES[name] is not cls:
         raise ValueError(f"stage {name!r} registered twice")
     STAGES[name] = cls  # type: ignore[assignment]
