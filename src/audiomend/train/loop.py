@@ -118,8 +118,10 @@ def plot_curve(run_dir: Path) -> None:
         a.plot(steps[width - 1:], np.convolve(losses, np.ones(width) / width, "valid"), lw=1.5)
     a.set_xlabel("step"), a.set_ylabel("training loss")  # linear: the -SI-SDR term can be < 0
     if val:
-        b.plot([r["step"] for r in val], [r["pesq_wb"] for r in val], "o-", label="enhanced")
-        b.axhline(val[-1]["input_pesq_wb"], color="gray", ls="--", label="input")
+        steps = [r["step"] for r in val]
+        b.plot(steps, [r["pesq_wb"] for r in val], "o-", label="enhanced")
+        # per point: the validation mixes change when the data settings of a resumed run do
+        b.plot(steps, [r["input_pesq_wb"] for r in val], "--", color="gray", label="input")
         b.legend()
     b.set_xlabel("step"), b.set_ylabel("validation PESQ-WB")
     fig.tight_layout()
