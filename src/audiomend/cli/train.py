@@ -15,7 +15,7 @@ from audiomend.errors import BadOptionError
 @click.option("--rir", "rir", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of room impulse responses (repeatable).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
-@click.option("--steps", default=9000, show_default=True, help="Total optimiser steps.")
+@click.option("--steps", default=13000, show_default=True, help="Total optimiser steps.")
 @click.option("--batch-size", default=16, show_default=True, help="Examples of 2 s per step.")
 @click.option("--learning-rate", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data mixing and initialisation.")
@@ -27,7 +27,7 @@ def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, thr
     \b
     Example (the shipped model):
       audiomend train --speech ../shared/data/train/speech --noise ../shared/data/train/noise \\
-          --rir ../shared/data/train/rir --out runs/maskgru16k --steps 9000
+          --rir ../shared/data/train/rir --out runs/maskgru16k --steps 13000
     Then: audiomend export runs/maskgru16k -o src/audiomend/model/weights/maskgru16k.onnx
     """
     from audiomend.train import require_torch
