@@ -295,10 +295,9 @@ class ChainProcessor(Processor):
     """Processors in series; each is aligned, so the chain is aligned too."""
 
     def __init__(self, channels: int, processors: Sequence[Processor]) -> None:
+        # Each member trims its own latency, so the chain itself adds none (latency_samples 0).
         super().__init__(channels)
         self.processors = list(processors)
-        self.latency_samples = 0
-        self._reported_latency = sum(p.latency_samples for p in self.processors)
 
     def _push(self, block: Block) -> Block:
         for p in self.processors:
