@@ -20,8 +20,10 @@ from audiomend.errors import BadOptionError
 @click.option("--learning-rate", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data mixing and initialisation.")
 @click.option("--threads", default=1, show_default=True, help="torch CPU threads.")
+@click.option("--hidden", default=160, show_default=True, help="GRU width (units per layer).")
+@click.option("--embed", default=96, show_default=True, help="Width of the spectral compression layer.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, threads, resume) -> None:
+def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, threads, hidden, embed, resume) -> None:
     """Train the mask network with examples mixed on the fly by audiomend's damage simulator.
 
     \b
@@ -38,6 +40,7 @@ def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, thr
     if steps <= 0 or batch_size <= 0:
         raise BadOptionError("--steps and --batch-size must be positive")
     config = TrainConfig(speech=list(speech), noise=list(noise), rir=list(rir), steps=steps,
-                         batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads)
+                         batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads,
+                         hidden=hidden, embed=embed)
     checkpoint = train(config, out, resume=resume, progress=lambda m: click.echo(m, err=True))
     click.echo(f"checkpoint: {checkpoint}", err=True)

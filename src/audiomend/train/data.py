@@ -109,10 +109,13 @@ class Mixer:
     """Draws ``(noisy, target)`` pairs of ``segment_s`` seconds from speech, noise and RIRs."""
 
     def __init__(self, speech: list[np.ndarray], noises: list[np.ndarray], rirs: list[np.ndarray],
-                 sample_rate: int, settings: MixSettings = MixSettings()) -> None:
+                 sample_rate: int, settings: MixSettings = MixSettings(), *,
+                 speech_weights: np.ndarray | None = None) -> None:
+        """``speech_weights``: probability of drawing each speech clip (uniform when None)."""
         if not speech or not noises:
             raise BadOptionError("training needs at least one speech clip and one noise")
         self.speech, self.noises, self.rirs = speech, noises, rirs
+        self.speech_weights = speech_weights
         self.sample_rate, self.settings = sample_rate, settings
         self.segment = int(settings.segment_s * sample_rate)
 
@@ -124,7 +127,11 @@ class Mixer:
 
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
-        clean = self._crop(self.speech[rng.integers(len(self.speech))], rng)
+        if self.speech_weights is None:
+            index = rng.integers(len(self.speech))
+        else:
+            index = rng.choice(len(self.speech), p=self.speech_weights)
+        clean = self._crop(self.speech[index], rng)
         noisy, target = clean.copy(), clean.copy()
         if self.rirs and rng.random() < s.p_reverb:
             rir = self.rirs[rng.integers(len(self.rirs))]

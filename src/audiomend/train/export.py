@@ -24,7 +24,9 @@ def load_run(run_dir: str | Path) -> MaskGRU:
     checkpoint = Path(run_dir) / "checkpoint.pt"
     if not checkpoint.is_file():
         raise BadOptionError(f"{run_dir}: no checkpoint.pt; train first (audiomend train ... --out {run_dir})")
-    model = MaskGRU()
+    config = Path(run_dir) / "config.json"
+    dims = json.loads(config.read_text()) if config.is_file() else {}
+    model = MaskGRU(**{k: dims[k] for k in ("embed", "hidden", "layers") if k in dims})
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     return model.eval()
 

@@ -36,6 +36,13 @@ class TrainConfig:
     validation_examples: int = 24
     holdout_every: int = 20  # every Nth speech clip and noise is held out for validation
     si_sdr_weight: float = 0.001  # weight of -SI-SDR (dB) of the waveform, beside the spectral loss
+    # Network width (see network.MaskGRU); runs from before these fields existed used 96/160/2.
+    embed: int = 96
+    hidden: int = 160
+    layers: int = 2
+
+    def network(self) -> MaskGRU:
+        return MaskGRU(embed=self.embed, hidden=self.hidden, layers=self.layers)
 
 
 def compressed_spectral_loss(estimate: torch.Tensor, target: torch.Tensor, c: float = 0.3) -> torch.Tensor:
@@ -142,19 +149,30 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
-    speech, summary = load_speech(config.speech, SAMPLE_RATE)
+    # Each speech folder is split on its own, so adding a folder never moves another folder's
+    # held-out clips into training (benchmarks/make_dev_corpus.py relies on that).
+    train_speech, val_speech, speech_weights, summary = [], [], [], {}
+    for folder in config.speech:
+        clips, folder_summary = load_speech([folder], SAMPLE_RATE)
+        kept, held = _split(clips, config.holdout_every)
+        train_speech += kept
+        val_speech += held
+        # every folder gets the same share of the examples, whatever its number of clips
+        speech_weights += [1.0 / len(kept)] * len(kept)
+        for key, value in folder_summary.items():
+            summary[key] = round(summary.get(key, 0) + value, 3)
     noises = load_noises(config.noise, SAMPLE_RATE)
     rirs = load_rirs(config.rir, SAMPLE_RATE) if config.rir else []
-    train_speech, val_speech = _split(speech, config.holdout_every)
     train_noise, val_noise = _split(noises, max(config.holdout_every // 2, 2))
     train_rir, val_rir = _split(rirs, 5) if len(rirs) > 1 else (rirs, rirs)
-    mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE, MixSettings())
+    mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE, MixSettings(),
+                  speech_weights=np.asarray(speech_weights) / sum(speech_weights))
     val_noisy, val_target = Mixer(val_speech, val_noise, val_rir, SAMPLE_RATE).batch(
         config.validation_examples, np.random.default_rng(12345))
     summary.update(noises=len(noises), rirs=len(rirs), validation_examples=config.validation_examples)
     (run_dir / "data.json").write_text(json.dumps(summary, indent=2))
 
-    model = MaskGRU()
+    model = config.network()
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     step = 0
     rng = np.random.default_rng(config.seed)
