@@ -79,6 +79,27 @@ def _split(items: list, every: int) -> tuple[list, list]:
     return kept, held or items[:1]
 
 
+def split_speech(folders: list[str], sample_rate: int, *, holdout_every: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, dict]:
+    """Training clips, held-out clips, each training clip's draw probability, and a summary.
+
+    Each folder is split on its own (every ``holdout_every``-th clip held out), so adding a
+    folder never moves another folder's held-out clips into training
+    (benchmarks/make_dev_corpus.py relies on that), and every folder gets the same share of the
+    training examples, whatever its number of clips.
+    """
+    train, held_out, weights, summary = [], [], [], {}
+    for folder in folders:
+        clips, folder_summary = load_speech([folder], sample_rate)
+        kept, held = _split(clips, holdout_every)
+        train += kept
+        held_out += held
+        weights += [1.0 / (len(kept) * len(folders))] * len(kept)
+        for key, value in folder_summary.items():
+            summary[key] = round(summary.get(key, 0) + value, 3)
+    return train, held_out, np.asarray(weights) / np.sum(weights), summary
+
+
 def _si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
     alpha = np.dot(estimate, reference) / (np.dot(reference, reference) + 1e-12)
     projection = alpha * reference
@@ -149,24 +170,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
 
-    # Each speech folder is split on its own, so adding a folder never moves another folder's
-    # held-out clips into training (benchmarks/make_dev_corpus.py relies on that).
-    train_speech, val_speech, speech_weights, summary = [], [], [], {}
-    for folder in config.speech:
-        clips, folder_summary = load_speech([folder], SAMPLE_RATE)
-        kept, held = _split(clips, config.holdout_every)
-        train_speech += kept
-        val_speech += held
-        # every folder gets the same share of the examples, whatever its number of clips
-        speech_weights += [1.0 / len(kept)] * len(kept)
-        for key, value in folder_summary.items():
-            summary[key] = round(summary.get(key, 0) + value, 3)
+    train_speech, val_speech, speech_weights, summary = split_speech(
+        config.speech, SAMPLE_RATE, holdout_every=config.holdout_every)
     noises = load_noises(config.noise, SAMPLE_RATE)
     rirs = load_rirs(config.rir, SAMPLE_RATE) if config.rir else []
     train_noise, val_noise = _split(noises, max(config.holdout_every // 2, 2))
     train_rir, val_rir = _split(rirs, 5) if len(rirs) > 1 else (rirs, rirs)
     mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE, MixSettings(),
-                  speech_weights=np.asarray(speech_weights) / sum(speech_weights))
+                  speech_weights=speech_weights)
     val_noisy, val_target = Mixer(val_speech, val_noise, val_rir, SAMPLE_RATE).batch(
         config.validation_examples, np.random.default_rng(12345))
     summary.update(noises=len(noises), rirs=len(rirs), validation_examples=config.validation_examples)

@@ -1,0 +1,62 @@
+"""The training data split and a network of non-default width through training and export."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                reason="torch not installed (pip install 'audiomend[train]')")
+
+
+def _link(files: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for f in files:
+        os.symlink(f.resolve(), folder / f.name)
+    return folder
+
+
+def test_adding_a_speech_folder_keeps_the_held_out_clips_and_shares_examples(
+        shared_data: Path, tmp_path: Path) -> None:
+    from audiomend.train.loop import split_speech
+
+    files = sorted((shared_data / "smoke" / "speech").glob("*.flac"))
+    first = _link(files[:4], tmp_path / "first")
+    second = _link(files[4:], tmp_path / "second")
+    _, held_alone, _, _ = split_speech([str(first)], 16000, holdout_every=2)
+    train, held_both, weights, summary = split_speech([str(first), str(second)], 16000, holdout_every=2)
+
+    assert len(held_alone) == 2
+    for alone, both in zip(held_alone, held_both[:2]):
+        np.testing.assert_array_equal(alone, both)
+    # 2 + 1 training clips: each folder's clips together are drawn half of the time
+    assert len(train) == 3 and summary["speech_clips"] == 6
+    np.testing.assert_allclose(weights, [0.25, 0.25, 0.5])
+
+
+def test_a_narrow_network_trains_and_exports_with_its_own_width(shared_data: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from audiomend.train.export import export, load_run, torch_gains
+    from audiomend.train.loop import TrainConfig, train
+
+    smoke = shared_data / "smoke"
+    config = TrainConfig(speech=[str(smoke / "speech")], noise=[str(smoke / "noise")], steps=1,
+                         batch_size=2, validate_every=1, validation_examples=2, holdout_every=3,
+                         embed=8, hidden=12, layers=1)
+    run = tmp_path / "run"
+    train(config, run, progress=lambda m: None)
+    onnx_path = export(run, tmp_path / "narrow.onnx")
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert meta["state_shape"] == [1, 1, 12]
+
+    magnitude = np.abs(np.random.default_rng(1).standard_normal((9, 257))).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    gains = session.run(["gains"], {"magnitude": magnitude[None],
+                                    "state_in": np.zeros((1, 1, 12), np.float32)})[0][0]
+    np.testing.assert_allclose(gains, torch_gains(load_run(run), magnitude), atol=1e-4)
