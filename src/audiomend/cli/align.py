@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
+
+
+def write_aligned(take: str | os.PathLike, output: str | os.PathLike, delay_samples: float, *,
+                  block_s: float = 10.0) -> None:
+    """Stream ``take`` through the :class:`~audiomend.stages.align.Align` stage into ``output``.
+
+    Memory does not grow with the file's length; ``output`` keeps the take's length, rate and
+    (when the format allows) bit depth, and is written atomically (a temporary file renamed when
+    complete). Writing over ``take`` is refused.
+    """
+    from pathlib import Path
+
+    from audiomend.errors import BadOptionError
+    from audiomend.io import blocks, info, output_format, same_file
+    from audiomend.pipeline import AtomicWriter
+    from audiomend.stages.align import Align
+
+    header = info(take)
+    out = Path(output)
+    if same_file(out, take):
+        raise BadOptionError(f"{out}: refusing to overwrite the input file; choose another output path")
+    if out.is_dir():
+        raise BadOptionError(f"{out}: is a directory; give an output file name")
+    fmt, subtype = output_format(out, like=take)
+    processor = Align(delay_samples=delay_samples).processor(header.sample_rate, header.channels)
+    with AtomicWriter(out, header.sample_rate, header.channels, fmt, subtype) as writer:
+        for block in blocks(take, block_s=block_s):
+            writer.write(processor.process(block))
+        writer.write(processor.flush())
 
 
 @click.command("align")
@@ -27,21 +57,19 @@ def command(reference, take, output, max_delay_s, as_json):
       audiomend align studio.wav phone.wav -o phone_aligned.wav
       audiomend align ref.flac take.flac --json
     """
-    from audiomend.io import load, save
-    from audiomend.stages.align import align
+    from audiomend.io import info
+    from audiomend.stages.align import estimate_delay_files
 
-    ref, ref_rate = load(reference)
-    audio, rate = load(take)
+    ref_rate = info(reference).sample_rate
+    delay, rate = estimate_delay_files(reference, take, max_delay_s=max_delay_s)
     resampled = ref_rate != rate
     if resampled:
-        from audiomend.dsp import resample
-
         click.echo(f"audiomend: {reference} is at {ref_rate} Hz, {take} at {rate} Hz: resampling "
                    f"the reference to {rate} Hz for the estimate", err=True)
-        ref = resample(ref, ref_rate, rate)
-    aligned, delay = align(ref, audio, rate, max_delay_s=max_delay_s)
+    if abs(delay - round(delay)) < 0.02:  # well within the estimator's precision: keep it exact
+        delay = float(round(delay))
     if output is not None:
-        save(output, aligned, rate, like=take)
+        write_aligned(take, output, delay)
     result = {"reference": str(reference), "take": str(take), "sample_rate": rate,
               "delay_samples": round(delay, 3), "delay_ms": round(1000.0 * delay / rate, 4),
               "reference_resampled": resampled, "output": None if output is None else str(output)}

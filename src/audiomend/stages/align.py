@@ -17,7 +17,10 @@ T. Laakso et al., "Splitting the unit delay", IEEE Signal Processing Magazine 13
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -111,16 +114,155 @@ class Align(Stage):
         return AlignProcessor(channels, self.delay_samples)
 
 
-def _mono64(audio: np.ndarray) -> np.ndarray:
-    return audio.astype(np.float64).mean(axis=0)
+#: Inputs no longer than this (each, in seconds) are correlated whole, in one transform.
+WHOLE_MAX_S = 20.0
+#: Longer inputs: the number of analysis segments, spread evenly over the common length ...
+SEGMENTS = 16
+#: ... and the length of each reference segment, in seconds.
+SEGMENT_S = 4.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which windows of the two signals are correlated: reference window ``k`` is
+    ``[ref_starts[k], + ref_length)``, the other's is ``[ref_starts[k] + offset, + other_length)``
+    (zeros outside the signals). Index ``j`` of a window pair's correlation is lag ``j + offset``."""
+
+    ref_starts: tuple[int, ...]
+    ref_length: int
+    other_length: int
+    offset: int
+    n_fft: int
+    max_lag: int
+
+    @property
+    def ref_windows(self) -> list[tuple[int, int]]:
+        return [(s, self.ref_length) for s in self.ref_starts]
+
+    @property
+    def other_windows(self) -> list[tuple[int, int]]:
+        return [(s + self.offset, self.other_length) for s in self.ref_starts]
+
+
+def _plan(n_ref: int, n_other: int, sample_rate: int, max_delay_s: float) -> _Plan:
+    max_lag = int(max_delay_s * sample_rate)
+    if max(n_ref, n_other) <= WHOLE_MAX_S * sample_rate:
+        n_fft = 1 << math.ceil(math.log2(n_ref + n_other))
+        return _Plan((0,), n_ref, n_other, 0, n_fft,
+                     min(max_lag, n_fft // 2 - HALF_TAPS - 2))
+    length = int(SEGMENT_S * sample_rate)
+    margin = max_lag + HALF_TAPS + 2  # room for the interpolation around a peak at the bound
+    last = max(min(n_ref, n_other) - length, 0)
+    starts = tuple(sorted({round(float(x)) for x in np.linspace(0, last, SEGMENTS)}))
+    other_length = length + 2 * margin
+    n_fft = 1 << math.ceil(math.log2(length + other_length))
+    return _Plan(starts, length, other_length, -margin, n_fft, max_lag)
+
+
+def _mono_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``audio[:, start:start + length]`` averaged over channels, float64, zeros outside."""
+    out = np.zeros(length)
+    lo, hi = max(start, 0), min(start + length, audio.shape[1])
+    if hi > lo:
+        out[lo - start:hi - start] = audio[:, lo:hi].mean(axis=0, dtype=np.float64)
+    return out
+
+
+def _collect(blocks: Iterable[np.ndarray], windows: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Cut mono float64 windows ``(start, length)`` out of a stream of ``(channels, n)`` blocks."""
+    out = [np.zeros(length) for _, length in windows]
+    position = 0
+    end = max((s + n for s, n in windows), default=0)
+    for block in blocks:
+        n = block.shape[1]
+        for buf, (start, length) in zip(out, windows):
+            lo, hi = max(start, position), min(start + length, position + n)
+            if hi > lo:
+                buf[lo - start:hi - start] = block[:, lo - position:hi - position].mean(
+                    axis=0, dtype=np.float64)
+        position += n
+        if position >= end:
+            break
+    return out
+
+
+def _read_windows(path: Path, windows: list[tuple[int, int]]) -> list[np.ndarray] | None:
+    """Mono float64 windows read by seeking in ``path``; None when the file cannot seek."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None
+    out = []
+    with f:
+        if not f.seekable():
+            return None
+        for start, length in windows:
+            buf = np.zeros(length)
+            lo, hi = max(start, 0), min(start + length, f.frames)
+            if hi > lo:
+                f.seek(lo)
+                chunk = f.read(hi - lo, dtype="float32", always_2d=True)
+                if not np.isfinite(chunk).all():
+                    raise BadAudioError(f"{path}: NaN or infinite samples near "
+                                        f"{lo / f.samplerate:.2f} s")
+                buf[lo - start:lo - start + chunk.shape[0]] = chunk.mean(axis=1, dtype=np.float64)
+            out.append(buf)
+    return out
+
+
+def _delay_from_windows(plan: _Plan, refs: list[np.ndarray], others: list[np.ndarray]) -> float:
+    """GCC-PHAT of the summed cross-spectra of the window pairs, peak refined to a sub-sample."""
+    if not (any(np.any(r) for r in refs) and any(np.any(o) for o in others)):
+        raise BadAudioError("cannot estimate a delay: the reference or the other signal is silent")
+    n_fft = plan.n_fft
+    cross = np.zeros(n_fft // 2 + 1, np.complex128)
+    for r, o in zip(refs, others):
+        if np.any(r) and np.any(o):
+            cross += np.fft.rfft(o, n_fft) * np.conj(np.fft.rfft(r, n_fft))
+    magnitude = np.abs(cross)
+    cross /= np.maximum(magnitude, 1e-12 * max(magnitude.max(), 1e-30))
+    cc = np.fft.irfft(cross, n_fft)
+    offset = plan.offset  # cc index j is lag j + offset
+
+    def at(lags: np.ndarray) -> np.ndarray:
+        return cc[(lags - offset) % n_fft]
+
+    lags = np.arange(-plan.max_lag, plan.max_lag + 1)
+    peak = int(lags[int(np.argmax(at(lags)))])
+    # Band-limited interpolation of the correlation at peak + delta, delta in [-1, 1].
+    m = np.arange(-HALF_TAPS, HALF_TAPS + 1)
+    local = at(peak + m)
+    deltas = np.linspace(-1.0, 1.0, 401)
+    pos = deltas[:, np.newaxis] - m[np.newaxis, :]
+    kernel = np.sinc(pos) * np.kaiser(2 * HALF_TAPS + 1, KAISER_BETA)[np.newaxis, :]
+    curve = kernel @ local
+    i = int(np.argmax(curve))
+    delta = deltas[i]
+    if 0 < i < len(deltas) - 1:  # parabolic vertex on the fine grid
+        a, b, c = curve[i - 1], curve[i], curve[i + 1]
+        denom = a - 2 * b + c
+        if denom < 0:
+            delta += 0.5 * (a - c) / denom * (deltas[1] - deltas[0])
+    return float(peak + delta)
+
+
+def _check_max_delay(max_delay_s: float) -> None:
+    if not max_delay_s > 0 or not math.isfinite(max_delay_s):
+        raise BadOptionError(f"max_delay_s must be > 0 and finite, got {max_delay_s}")
 
 
 def estimate_delay(reference: np.ndarray, other: np.ndarray, sample_rate: int, *,
                    max_delay_s: float = 1.0) -> float:
     """Estimate by how many samples ``other`` lags ``reference`` (GCC-PHAT, sub-sample).
 
-    Channels are averaged. The correlation peak is searched within ``+-max_delay_s`` and refined
-    by windowed-sinc interpolation of the correlation around the integer peak.
+    Channels are averaged. Inputs up to :data:`WHOLE_MAX_S` seconds are correlated whole; longer
+    ones on :data:`SEGMENTS` windows of :data:`SEGMENT_S` seconds spread over their common length
+    (each other-window extended by ``max_delay_s`` on both sides), whose cross-spectra are summed
+    before the phase transform, so the work and memory do not grow with the duration. The peak
+    is searched within ``+-max_delay_s`` and refined by windowed-sinc interpolation of the
+    correlation around the integer peak.
 
     Parameters
     ----------
@@ -151,37 +293,80 @@ def estimate_delay(reference: np.ndarray, other: np.ndarray, sample_rate: int, *
     """
     reference = check_audio(reference, sample_rate, name="reference")
     other = check_audio(other, sample_rate, name="other")
-    if not max_delay_s > 0:
-        raise BadOptionError(f"max_delay_s must be > 0, got {max_delay_s}")
+    _check_max_delay(max_delay_s)
     if reference.shape[1] == 0 or other.shape[1] == 0:
         raise BadAudioError("cannot estimate a delay from empty audio")
-    r, o = _mono64(reference), _mono64(other)
-    if not (np.any(r) and np.any(o)):
-        raise BadAudioError("cannot estimate a delay: the reference or the other signal is silent")
-    n_fft = 1 << math.ceil(math.log2(len(r) + len(o)))
-    cross = np.fft.rfft(o, n_fft) * np.conj(np.fft.rfft(r, n_fft))
-    magnitude = np.abs(cross)
-    cross /= np.maximum(magnitude, 1e-12 * max(magnitude.max(), 1e-30))
-    cc = np.fft.irfft(cross, n_fft)
-    max_lag = min(int(max_delay_s * sample_rate), n_fft // 2 - HALF_TAPS - 2)
-    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
-    values = cc[lags]
-    peak = int(lags[int(np.argmax(values))])
-    # Band-limited interpolation of the correlation at peak + delta, delta in [-1, 1].
-    m = np.arange(-HALF_TAPS, HALF_TAPS + 1)
-    local = cc[(peak + m) % n_fft]
-    deltas = np.linspace(-1.0, 1.0, 401)
-    pos = deltas[:, np.newaxis] - m[np.newaxis, :]
-    kernel = np.sinc(pos) * np.kaiser(2 * HALF_TAPS + 1, KAISER_BETA)[np.newaxis, :]
-    curve = kernel @ local
-    i = int(np.argmax(curve))
-    delta = deltas[i]
-    if 0 < i < len(deltas) - 1:  # parabolic vertex on the fine grid
-        a, b, c = curve[i - 1], curve[i], curve[i + 1]
-        denom = a - 2 * b + c
-        if denom < 0:
-            delta += 0.5 * (a - c) / denom * (deltas[1] - deltas[0])
-    return float(peak + delta)
+    plan = _plan(reference.shape[1], other.shape[1], sample_rate, max_delay_s)
+    refs = [_mono_window(reference, s, n) for s, n in plan.ref_windows]
+    others = [_mono_window(other, s, n) for s, n in plan.other_windows]
+    return _delay_from_windows(plan, refs, others)
+
+
+def estimate_delay_files(reference: str | os.PathLike, other: str | os.PathLike, *,
+                         max_delay_s: float = 1.0) -> tuple[float, int]:
+    """:func:`estimate_delay` between two files, reading only the analysis windows.
+
+    Memory and work do not grow with the files' length: the windows are read by seeking (or
+    cut from one streamed pass when the format cannot seek). When the rates differ, the
+    reference is resampled to ``other``'s rate while it streams (soxr, aligned).
+
+    Parameters
+    ----------
+    reference, other : paths to audio files :func:`audiomend.io.load` reads.
+    max_delay_s : float > 0, the largest delay searched, in seconds.
+
+    Returns
+    -------
+    (delay_samples, sample_rate) : the delay in samples at ``other``'s rate (as
+        :func:`estimate_delay`), and that rate in Hz.
+
+    Raises
+    ------
+    BadAudioError
+        A missing, empty, undecodable or silent file.
+    BadOptionError
+        ``max_delay_s`` not positive.
+
+    Examples
+    --------
+    >>> import tempfile, soundfile as sf
+    >>> x = 0.1 * np.random.default_rng(0).standard_normal(8000)
+    >>> d = tempfile.mkdtemp()
+    >>> sf.write(f"{d}/r.wav", x, 8000, subtype="FLOAT")
+    >>> sf.write(f"{d}/t.wav", np.roll(x, 9), 8000, subtype="FLOAT")
+    >>> delay, rate = estimate_delay_files(f"{d}/r.wav", f"{d}/t.wav")
+    >>> round(delay, 3), rate
+    (9.0, 8000)
+    """
+    from audiomend.io import blocks, info
+    from audiomend.stream import ResampleProcessor
+
+    _check_max_delay(max_delay_s)
+    ref_info, other_info = info(reference), info(other)
+    rate = other_info.sample_rate
+    for i in (ref_info, other_info):
+        if i.frames == 0:
+            raise BadAudioError(f"{i.path}: no samples; cannot estimate a delay from empty audio")
+    resampled = ref_info.sample_rate != rate
+    n_ref = round(ref_info.frames * rate / ref_info.sample_rate) if resampled else ref_info.frames
+    plan = _plan(n_ref, other_info.frames, rate, max_delay_s)
+    if resampled:
+        resampler = ResampleProcessor(1, ref_info.sample_rate, rate)
+
+        def stream() -> Iterator[np.ndarray]:
+            for block in blocks(reference):
+                yield resampler.process(block.mean(axis=0, keepdims=True))
+            yield resampler.flush()
+
+        refs = _collect(stream(), plan.ref_windows)
+    else:
+        refs = _read_windows(Path(reference), plan.ref_windows)
+        if refs is None:
+            refs = _collect(blocks(reference), plan.ref_windows)
+    others = _read_windows(Path(other), plan.other_windows)
+    if others is None:
+        others = _collect(blocks(other), plan.other_windows)
+    return _delay_from_windows(plan, refs, others), rate
 
 
 def align(reference: np.ndarray, other: np.ndarray, sample_rate: int, *,
