@@ -47,8 +47,9 @@ from audiomend.stream import Processor, SpectralProcessor
 #: Hop between analysis frames in seconds; frames are four hops long (32 ms).
 HOP_S = 0.008
 #: The backends :class:`Denoise` knows: ``classical`` (this module) and ``neural`` (audiomend's
-#: network, :mod:`audiomend.stages.neural`, run with the same strength and attenuation limit).
-BACKENDS: tuple[str, ...] = ("classical", "neural")
+#: network, :mod:`audiomend.stages.neural`, run with the same strength and attenuation limit),
+#: and the peers ``deepfilternet3`` and ``rnnoise`` (:mod:`audiomend.stages.peer_denoise`).
+BACKENDS: tuple[str, ...] = ("classical", "neural", "deepfilternet3", "rnnoise")
 
 # Noise tracker (Gerkmann & Hendriks 2012), time constants given for a 16 ms reference hop and
 # converted to our hop in the processor.
@@ -181,6 +182,11 @@ class Denoise(Stage):
             return NeuralProcessor(sample_rate, channels, strength=self.strength,
                                    attenuation_limit_db=self.attenuation_limit_db,
                                    model_name=DEFAULT_MODEL)
+        if self.backend in ("deepfilternet3", "rnnoise"):
+            from audiomend.stages.peer_denoise import peer_processor
+
+            return peer_processor(channels, sample_rate, backend=self.backend, strength=self.strength,
+                                  attenuation_limit_db=self.attenuation_limit_db)
         raise BadOptionError(f"denoise: unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
