@@ -186,18 +186,21 @@ def _collect(blocks: Iterable[np.ndarray], windows: list[tuple[int, int]]) -> li
     return out
 
 
-def _read_windows(path: Path, windows: list[tuple[int, int]]) -> list[np.ndarray] | None:
-    """Mono float64 windows read by seeking in ``path``; None when the file cannot seek."""
+def _seekable(path: Path) -> bool:
     import soundfile as sf
 
     try:
-        f = sf.SoundFile(str(path))
+        with sf.SoundFile(str(path)) as f:
+            return bool(f.seekable())
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        return None
-    out = []
-    with f:
-        if not f.seekable():
-            return None
+        return False
+
+
+def _read_windows(path: Path, windows: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    """Mono float64 windows ``(start, length)`` read one at a time by seeking in ``path``."""
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
         for start, length in windows:
             buf = np.zeros(length)
             lo, hi = max(start, 0), min(start + length, f.frames)
@@ -208,19 +211,25 @@ def _read_windows(path: Path, windows: list[tuple[int, int]]) -> list[np.ndarray
                     raise BadAudioError(f"{path}: NaN or infinite samples near "
                                         f"{lo / f.samplerate:.2f} s")
                 buf[lo - start:lo - start + chunk.shape[0]] = chunk.mean(axis=1, dtype=np.float64)
-            out.append(buf)
-    return out
+            yield buf
 
 
-def _delay_from_windows(plan: _Plan, refs: list[np.ndarray], others: list[np.ndarray]) -> float:
-    """GCC-PHAT of the summed cross-spectra of the window pairs, peak refined to a sub-sample."""
-    if not (any(np.any(r) for r in refs) and any(np.any(o) for o in others)):
-        raise BadAudioError("cannot estimate a delay: the reference or the other signal is silent")
+def _delay_from_windows(plan: _Plan, refs: Iterable[np.ndarray],
+                        others: Iterable[np.ndarray]) -> float:
+    """GCC-PHAT of the summed cross-spectra of the window pairs, peak refined to a sub-sample.
+
+    The pairs are consumed one at a time, so lazily read windows are never all held.
+    """
     n_fft = plan.n_fft
     cross = np.zeros(n_fft // 2 + 1, np.complex128)
-    for r, o in zip(refs, others):
-        if np.any(r) and np.any(o):
+    ref_heard = other_heard = False
+    for r, o in zip(refs, others, strict=True):
+        r_any, o_any = bool(np.any(r)), bool(np.any(o))
+        ref_heard, other_heard = ref_heard or r_any, other_heard or o_any
+        if r_any and o_any:
             cross += np.fft.rfft(o, n_fft) * np.conj(np.fft.rfft(r, n_fft))
+    if not (ref_heard and other_heard):
+        raise BadAudioError("cannot estimate a delay: the reference or the other signal is silent")
     magnitude = np.abs(cross)
     cross /= np.maximum(magnitude, 1e-12 * max(magnitude.max(), 1e-30))
     cc = np.fft.irfft(cross, n_fft)
@@ -297,8 +306,8 @@ def estimate_delay(reference: np.ndarray, other: np.ndarray, sample_rate: int, *
     if reference.shape[1] == 0 or other.shape[1] == 0:
         raise BadAudioError("cannot estimate a delay from empty audio")
     plan = _plan(reference.shape[1], other.shape[1], sample_rate, max_delay_s)
-    refs = [_mono_window(reference, s, n) for s, n in plan.ref_windows]
-    others = [_mono_window(other, s, n) for s, n in plan.other_windows]
+    refs = (_mono_window(reference, s, n) for s, n in plan.ref_windows)
+    others = (_mono_window(other, s, n) for s, n in plan.other_windows)
     return _delay_from_windows(plan, refs, others)
 
 
@@ -358,13 +367,14 @@ def estimate_delay_files(reference: str | os.PathLike, other: str | os.PathLike,
                 yield resampler.process(block.mean(axis=0, keepdims=True))
             yield resampler.flush()
 
-        refs = _collect(stream(), plan.ref_windows)
-    else:
+        refs: Iterable[np.ndarray] = _collect(stream(), plan.ref_windows)
+    elif _seekable(Path(reference)):
         refs = _read_windows(Path(reference), plan.ref_windows)
-        if refs is None:
-            refs = _collect(blocks(reference), plan.ref_windows)
-    others = _read_windows(Path(other), plan.other_windows)
-    if others is None:
+    else:
+        refs = _collect(blocks(reference), plan.ref_windows)
+    if _seekable(Path(other)):
+        others: Iterable[np.ndarray] = _read_windows(Path(other), plan.other_windows)
+    else:
         others = _collect(blocks(other), plan.other_windows)
     return _delay_from_windows(plan, refs, others), rate
 
