@@ -78,7 +78,9 @@ def summary(result) -> str:
 @click.option("--sample-rate", "sample_rate_hz", type=click.IntRange(min=1), default=None,
               help="Output sample rate in Hz (default: the input's); above it, the band is extended.")
 @click.option("--denoiser", default="neural", show_default=True,
-              help="Denoiser in the denoise slot: neural (our network) or classical (spectral).")
+              help="Denoiser in the denoise slot: neural (our network), classical (spectral), "
+                   "deepfilternet3 or rnnoise (peers, 48 kHz inside; need "
+                   "pip install 'audiomend[peers]').")
 @click.option("--no-neural", is_flag=True, help="Use no neural model: same as --denoiser classical.")
 @click.option("--subtype", default=None, help="Output subtype, e.g. PCM_24, FLOAT (default: the input's).")
 @click.option("--block-s", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
