@@ -33,7 +33,7 @@ import ctypes
 import importlib.util
 import weakref
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,11 @@ class _Peer:
         if not state:
             raise AudiomendError(f"denoise backend {self.name!r}: the peer library could not "
                                  f"create a state (model {self.model.decode() or 'built in'})")
+        if self.name == "deepfilternet3" and self.lib.df_get_frame_length(state) != self.frame_length:
+            hop = self.lib.df_get_frame_length(state)
+            self.lib.df_free(state)
+            raise AudiomendError(f"denoise backend 'deepfilternet3': the model's hop is {hop} "
+                                 f"samples, this adapter expects {self.frame_length}")
         return state
 
     def process_frame(self, state: int, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
@@ -112,7 +117,7 @@ class _Peer:
         return self.lib.rnnoise_destroy if self.name == "rnnoise" else self.lib.df_free
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_peer(backend: str) -> _Peer:
     """Load a peer's C library once per process.
 
@@ -172,13 +177,8 @@ def _load_deepfilternet3() -> _Peer:
     lib.df_process_frame.restype = ctypes.c_float
     lib.df_free.argtypes = [ctypes.c_void_p]
     lib.df_free.restype = None
-    peer = _Peer("deepfilternet3", 480, 1440, 1.0, lib, model)
-    probe = peer.new_state()
-    try:
-        frame = int(lib.df_get_frame_length(probe))
-    finally:
-        lib.df_free(probe)
-    return _Peer("deepfilternet3", frame, 1440, 1.0, lib, model)
+    # Creating a state loads the model (~0.5 s): the hop is checked on each real state instead.
+    return _Peer("deepfilternet3", 480, 1440, 1.0, lib, model)
 
 
 def _free_states(free: Any, states: list[int]) -> None:
