@@ -434,6 +434,104 @@ def percentile_snr_db(block: np.ndarray, sample_rate: int) -> float:
     return float(min(10 * np.log10(max(p_s / p_n - 1.0, 1e-10)), 100.0))
 
 
+#: Harmonics the hum contrast test and the hum notch look at.
+_HUM_HARMONICS = 8
+_HUM_CONTRAST_DB = 8.0
+_HUM_MIN_STANDING = 1
+
+
+def hum_contrast(block: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
+    """Mains hum by local contrast at the harmonics: ``(mains_hz, level_db, confidence)``.
+
+    The block (channels averaged) is brought to about 2 kHz and cut into 1 s Hann segments
+    (hop 0.5 s, 0.25 Hz bins); the median over segments of their power spectra keeps what is
+    steady (hum) and drops what comes and goes (speech harmonics, bursts of noise). At each of
+    the first 8 harmonics of 50 and of 60 Hz (+-1 % drift + 1 Hz), the peak is compared with the
+    median of the spectrum 6-18 Hz further out on both sides: a *local* contrast, so a smooth
+    coloured background (pink or brown noise, traffic rumble) does not count, however loud it is
+    at low frequencies. A harmonic stands out at >= 6 dB. Harmonics the two families share
+    (300 Hz) are not counted. The confidence grows with the number of harmonics standing out
+    in the winning family beyond those in the other: 1 -> 0, 4 or more -> 1. The level is the
+    steady power in the harmonic bands above their local background, relative to the total.
+
+    Complements :func:`audiomend.stages.dehum.estimate_hum`, whose steady-part test mistakes
+    loud low-frequency noise for hum in both families and so loses confidence under it.
+
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(5 * 16000) / 16000
+    >>> pink = np.cumsum(rng.standard_normal(t.size)) * 1e-3     # brown-ish, loud at the bottom
+    >>> hum = sum(0.01 * np.sin(2 * np.pi * 60 * k * t) / k for k in range(1, 7))
+    >>> mains, level, conf = hum_contrast((pink + hum)[None].astype(np.float32), 16000)
+    >>> mains, conf
+    (60.0, 1.0)
+    >>> hum_contrast(pink[None].astype(np.float32), 16000)[2]
+    0.0
+    """
+    x = block.astype(np.float64).mean(axis=0)
+    total = float(np.mean(x * x)) if x.size else 0.0
+    factor = max(1, int(sample_rate // 2000))
+    if factor > 1:
+        x = signal.resample_poly(x, 1, factor)
+    rate = sample_rate / factor
+    seg = round(rate)
+    if total <= 1e-20 or x.size < seg:
+        return 50.0, float("-inf"), 0.0
+    hop = seg // 2
+    frames = np.lib.stride_tricks.sliding_window_view(x, seg)[::hop]
+    window = np.hanning(seg)
+    n_fft = 4 * seg
+    spec = np.abs(np.fft.rfft(frames * window, n_fft, axis=1)) ** 2
+    spec *= 2.0 / (np.sum(window ** 2) * n_fft)        # a sinusoid's lobe sums to its power
+    steady = np.median(spec, axis=0)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    found = {}
+    for mains in (50.0, 60.0):
+        other = 110.0 - mains
+        standing, odd, power = 0, 0, 0.0
+        for k in range(1, _HUM_HARMONICS + 1):
+            c = k * mains
+            half = 0.01 * c + 1.0
+            if c + half + 18.0 > 0.45 * rate:
+                break
+            band = np.abs(freqs - c) <= half
+            ring = (np.abs(freqs - c) >= half + 6.0) & (np.abs(freqs - c) <= half + 18.0)
+            background = float(np.median(steady[ring]))
+            contrast_db = 10.0 * np.log10(steady[band].max() / max(background, 1e-30))
+            if contrast_db >= _HUM_CONTRAST_DB:
+                power += max(float(steady[band].sum()) - background * int(band.sum()), 0.0)
+                shared = abs(round(c / other) * other - c) < 10.0
+                standing += 0 if shared else 1
+                odd += k % 2
+        # A steady voice pitch at 100 or 120 Hz shows only even harmonics: hum has odd ones.
+        found[mains] = (standing if odd else 0, power)
+    mains = max(found, key=lambda m: (found[m][0], found[m][1]))
+    n_own, n_other = found[mains][0], found[110.0 - mains][0]
+    confidence = float(np.clip((n_own - n_other - _HUM_MIN_STANDING) / 3.0, 0.0, 1.0))
+    level = 10.0 * math.log10(found[mains][1] / total) if found[mains][1] > 0 else float("-inf")
+    return mains, level, confidence
+
+
+def notch_hum(block: np.ndarray, sample_rate: int, mains_hz: float) -> np.ndarray:
+    """``block`` with narrow notches at the first 8 harmonics of ``mains_hz`` (+-1 % + 1 Hz
+    wide), for the noise estimate: steady hum would otherwise count as noise floor.
+
+    >>> t = np.arange(16000) / 16000
+    >>> x = np.sin(2 * np.pi * 50 * t)[None].astype(np.float32)
+    >>> bool(np.std(notch_hum(x, 16000, 50.0)[0, 8000:]) < 0.05)
+    True
+    """
+    sections = []
+    for k in range(1, _HUM_HARMONICS + 1):
+        f0 = k * mains_hz
+        if f0 >= 0.45 * sample_rate:
+            break
+        b, a = signal.iirnotch(f0, f0 / (2.0 * (0.01 * f0 + 1.0)), fs=sample_rate)
+        sections.append(np.r_[b, a])
+    if not sections:
+        return block
+    return signal.sosfilt(np.array(sections), block.astype(np.float64), axis=-1).astype(np.float32)
+
+
 class _Weighted:
     """Weighted values of one quantity; mean, median and total weight."""
 
@@ -536,14 +634,24 @@ class DiagnosisAccumulator:
             self._clip_level.add(c.level, c.fraction * dur)
         self._clip_conf.add(c.confidence, dur)
         h = self._est["estimate_hum"](block, sr)
-        mains = float(h.mains_hz)
+        mains, hum_conf = float(h.mains_hz), float(h.confidence)
+        if mains > 0:
+            # Loud low-frequency noise (pink, rumble) costs the estimator its confidence; the
+            # local-contrast test restores it when it finds the same mains family.
+            c_mains, _, c_conf = hum_contrast(block, sr)
+            if c_mains == mains:
+                hum_conf = max(hum_conf, c_conf)
         self._hum.setdefault(mains, _Weighted()).add(h.level_db, dur)
-        self._hum_conf.setdefault(mains, _Weighted()).add(h.confidence, dur)
-        n = self._est["estimate_noise"](block, sr)
+        self._hum_conf.setdefault(mains, _Weighted()).add(hum_conf, dur)
+        # Steady hum would count as noise floor: the noise is measured with it notched out.
+        hummed = mains > 0 and hum_conf >= THRESHOLDS["hum_confidence"] \
+            and h.level_db >= THRESHOLDS["hum_level_db"]
+        quiet = notch_hum(block, sr, mains) if hummed else block
+        n = self._est["estimate_noise"](quiet, sr)
         # The tracker reads clean speech as noisy in short or breathy clips; the percentile
         # estimate reads noise into reverberant tails and pause-free speech. Noise is declared
         # only where both see it: the higher of the two.
-        self._snr.add(max(n.snr_db, percentile_snr_db(block, sr)), weight)
+        self._snr.add(max(n.snr_db, percentile_snr_db(quiet, sr)), weight)
         self._floor.add(n.noise_floor_dbfs, dur)
         self._noise_conf.add(n.confidence, weight)
         r = self._est["estimate_reverb"](block, sr)
