@@ -33,7 +33,7 @@ def test_restore_json_and_report(noisy_wav, tmp_path, capsys):
     assert result["output_path"] == str(out)
     assert result["diagnosis"]["noise"]["present"] is True
     assert "denoise" in [s["name"] for s in result["stages"]]
-    assert result["rtf"] > 0 and result["options"]["target_lufs"] == -16.0
+    assert result["rtf"] > 0 and result["options"]["target_lufs"] is None
     assert captured.err == ""                         # --quiet: nothing on stderr
     assert sf.info(out).frames == sf.info(noisy_wav).frames
     html = report.read_text()

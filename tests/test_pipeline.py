@@ -58,7 +58,10 @@ PLAN_TABLE = [
     ("noise", {"noise": NOISY}, ["denoise"]),
     ("hum", {"hum": HUM}, ["dehum"]),
     ("dc", {"dc": DcFinding(0.02, 1.0, True)}, ["dehum"]),
-    ("clip", {"clipping": CLIP}, ["declip"]),
+    # declipped peaks rise above the clipping level: the limiter (0 dB gain) keeps them in range
+    ("clip", {"clipping": CLIP}, ["declip", "loudness"]),
+    # a sensible level off the -16 LUFS default is the producer's choice ...
+    ("clean at -26 LUFS", {"lufs": -26.0}, []),
     # a long room: WPE, then the network (which also removes late reverberation) ...
     ("reverb", {"reverb": REVERB}, ["dereverb", "denoise"]),
     # ... a short one: the network alone
@@ -68,7 +71,7 @@ PLAN_TABLE = [
     ("quiet", {"lufs": -50.0, "level": LevelFinding(-50.0, 1.0, True)}, ["loudness"]),
     ("combo", {"noise": NOISY, "reverb": REVERB, "clipping": CLIP, "hum": HUM,
                "bandwidth": BANDLIMIT},
-     ["dehum", "declip", "dereverb", "denoise", "bandwidth"]),
+     ["dehum", "declip", "dereverb", "denoise", "bandwidth", "loudness"]),
     ("absent findings are ignored", {"noise": NoiseFinding(28.0, 0.9, False),
                                      "reverb": ReverbFinding(0.3, 0.9, False)}, []),
 ]
@@ -125,11 +128,14 @@ def test_plan_parameters_come_from_the_diagnosis():
     assert stages["dehum"].mains_hz == 60.0
     assert stages["declip"].level == 0.5
     assert stages["loudness"].gain_db == pytest.approx(24.0)
-    # within 3 LU of the target, the level is left alone
-    assert plan(diag(lufs=-18.0)) == []
-    assert [s.gain_db for s in plan(diag(lufs=-10.0))] == [pytest.approx(-6.0)]
-    # a sensible level off target: gain only up to the peak headroom (no limiting) ...
-    assert [s.gain_db for s in plan(diag(lufs=-26.0, peak=-8.0))] == [pytest.approx(6.5)]
+    # with a target named: within 3 LU of it, the level is left alone ...
+    assert plan(diag(lufs=-18.0), target_lufs=-16.0) == []
+    assert [s.gain_db for s in plan(diag(lufs=-10.0), target_lufs=-16.0)] == [pytest.approx(-6.0)]
+    # ... a sensible level off target: gain only up to the peak headroom (no limiting) ...
+    assert [s.gain_db for s in plan(diag(lufs=-26.0, peak=-8.0), target_lufs=-16.0)] == \
+        [pytest.approx(6.5)]
+    # ... and without a target a sensible level is left alone
+    assert plan(diag(lufs=-10.0)) == plan(diag(lufs=-26.0, peak=-8.0)) == []
     # ... a clearly wrong level: the same cap (limiting costs SI-SDR; see MAX_LIMITING_DB)
     assert [s.gain_db for s in plan(diag(lufs=-45.0, peak=-20.0, level=quiet))] == \
         [pytest.approx(18.5)]

@@ -63,6 +63,10 @@ NEURAL_WPE_MIN_RT60_S = 0.8
 #: Loudness correction: leave the level alone when within this many LU of the target.
 LOUDNESS_TOLERANCE_LU = 3.0
 
+#: The loudness a clearly wrong level (too quiet, too loud) is taken to when the user names no
+#: target, in LUFS (the common podcast/streaming level).
+DEFAULT_TARGET_LUFS = -16.0
+
 #: Headroom kept below the true-peak ceiling when capping a gain, in dB (sample peaks
 #: underestimate true peaks by up to ~0.5 dB at 4x oversampling).
 PEAK_MARGIN_DB = 0.5
@@ -80,7 +84,7 @@ Progress = Callable[[int, int], None]
 def denoisers() -> tuple[str, ...]:
     """What ``--denoiser`` accepts: the Denoise stage's backends.
 
-    >>> denoisers()
+    >>> denoisers()[:2]
     ('classical', 'neural')
     """
     try:
@@ -196,7 +200,7 @@ def plan(
     stages: Sequence[str] | None = None,
     skip: Sequence[str] = (),
     strength: float = 1.0,
-    target_lufs: float = -16.0,
+    target_lufs: float | None = None,
     sample_rate: int | None = None,
     denoiser: str = "neural",
 ) -> list:
@@ -209,9 +213,12 @@ def plan(
         order; None lets the diagnosis decide. Valid names: :data:`REPAIR_ORDER`.
     skip : names of stages never to run.
     strength : float in [0, 1], scales every stage's strength (0 = leave the audio alone).
-    target_lufs : float, the integrated loudness to aim for. The level is changed only when it
-        is more than :data:`LOUDNESS_TOLERANCE_LU` away (a level that is roughly right is the
-        producer's choice; a recording 20 dB too quiet is damage).
+    target_lufs : float or None, the integrated loudness to aim for. None (the default): the
+        level is damage only when the diagnosis finds it clearly wrong (e.g. 30 dB too quiet),
+        and then goes to :data:`DEFAULT_TARGET_LUFS`; a level that is roughly right is the
+        producer's choice and stays (after declipping, a 0 dB limiter still keeps the
+        reconstructed peaks under the ceiling). A number: normalise to it whenever the level is
+        more than :data:`LOUDNESS_TOLERANCE_LU` away.
     sample_rate : int or None, the output rate in Hz (None = the input's). When higher than the
         input's, ``bandwidth`` extends the band up to the new Nyquist.
     denoiser : the Denoise backend (``classical``, ``neural``, ...).
@@ -235,11 +242,17 @@ def plan(
     [{'name': 'loudness', 'gain_db': 33.5, 'true_peak_dbfs': -1.0}]
     >>> [s.to_dict() for s in plan(quiet, target_lufs=-23.0, strength=0.5)]
     [{'name': 'loudness', 'gain_db': 13.5, 'true_peak_dbfs': -1.0}]
+    >>> sensible = dataclasses.replace(quiet, loudness_lufs=-26.0, peak_dbfs=-8.0,
+    ...                                level=LevelFinding(-26.0, 1.0, False))
+    >>> plan(sensible), [s.to_dict() for s in plan(sensible, target_lufs=-16.0)]
+    ([], [{'name': 'loudness', 'gain_db': 6.5, 'true_peak_dbfs': -1.0}])
     """
     forced = check_stage_names(stages or [], option="--stages")
     skipped = set(check_stage_names(skip, option="--skip"))
     if not 0.0 <= float(strength) <= 1.0:
         raise BadOptionError(f"--strength must be in [0, 1], got {strength}")
+    normalise = target_lufs is not None
+    target_lufs = DEFAULT_TARGET_LUFS if target_lufs is None else target_lufs
     if not math.isfinite(float(target_lufs)) or not -70.0 <= float(target_lufs) <= 0.0:
         raise BadOptionError(f"--target-lufs must be in [-70, 0] LUFS, got {target_lufs}")
     if denoiser not in denoisers():
@@ -257,7 +270,8 @@ def plan(
         "dereverb": d.reverb.present and (denoiser != "neural"
                                           or d.reverb.rt60_s >= NEURAL_WPE_MIN_RT60_S),
         "bandwidth": d.bandwidth.present or out_rate > d.sample_rate,
-        "loudness": d.level.present or _loudness_gain_db(d, target_lufs) is not None,
+        "loudness": d.level.present or d.clipping.present
+                    or (normalise and _loudness_gain_db(d, target_lufs) is not None),
     }
     if stages is not None:
         wanted = {name: name in forced for name in REPAIR_ORDER}
@@ -312,6 +326,8 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         return build(cutoff_hz=round(cutoff, 1), strength=s)
     if name == "loudness":
         gain = _loudness_gain_db(d, target_lufs)
+        if gain is None and d.clipping.present and not forced:
+            gain = 0.0  # the limiter alone keeps the declipped peaks under the ceiling
         if gain is None and not forced:
             return None
         if gain is None:
@@ -334,7 +350,8 @@ class RestoreOptions:
     stages : tuple of stage names to force (None = decided by the diagnosis).
     skip : tuple of stage names never to run.
     strength : float in [0, 1], overall strength.
-    target_lufs : float, loudness target.
+    target_lufs : float or None, loudness target (None: fix only a clearly wrong level, see
+        :func:`plan`).
     sample_rate : int or None, output rate in Hz (None = the input's).
     denoiser : Denoise backend.
     block_s : float > 0, streaming block length in seconds (does not change the output).
@@ -351,7 +368,7 @@ class RestoreOptions:
     stages: tuple[str, ...] | None = None
     skip: tuple[str, ...] = ()
     strength: float = 1.0
-    target_lufs: float = -16.0
+    target_lufs: float | None = None
     sample_rate: int | None = None
     denoiser: str = "neural"
     block_s: float = 10.0

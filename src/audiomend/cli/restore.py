@@ -73,8 +73,10 @@ def summary(result) -> str:
 @click.option("--skip", default=None, metavar="NAMES", help="Never run these stages (comma-separated).")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Overall repair strength, 0 (leave alone) to 1.")
-@click.option("--target-lufs", type=float, default=-16.0, show_default=True,
-              help="Loudness target in LUFS (applied when the level is off by more than 3 LU).")
+@click.option("--target-lufs", type=float, default=None,
+              help="Normalise the loudness to this target in LUFS (e.g. -16 podcast, -23 EBU R128) "
+                   "when off by more than 3 LU. Default: the level is changed only when clearly "
+                   "wrong (too quiet or too loud), towards -16 LUFS.")
 @click.option("--sample-rate", "sample_rate_hz", type=click.IntRange(min=1), default=None,
               help="Output sample rate in Hz (default: the input's); above it, the band is extended.")
 @click.option("--denoiser", default="neural", show_default=True,
