@@ -762,10 +762,13 @@ class DiagnosisAccumulator:
                              noise_floor_dbfs=self._floor.mean())
 
         rt60, rev_conf = self._rt60.median(), self._reverb_conf.mean(0.0)
+        # Slow decays may be the noise's own: tail-like quiet moments are asked for, and
+        # under noise a higher RT60.
+        tails = self._tail.mean(0.0) >= th["reverb_tail_score"]
         rt60_min = th["reverb_rt60_noisy_s"] if noise.present else th["reverb_rt60_s"]
         reverb = ReverbFinding(rt60, rev_conf,
                                bool(rt60 >= rt60_min and rev_conf >= th["reverb_confidence"]
-                                    and self._tail.mean(0.0) >= th["reverb_tail_score"]),
+                                    and tails),
                                drr_db=self._drr.median())
 
         cutoff, bw_conf = self._cutoff.median(), self._bw_conf.mean(0.0)
