@@ -2,6 +2,7 @@
 
     python benchmarks/diagnose_accuracy.py                       # the dev corpus, /tmp/dev
     python benchmarks/diagnose_accuracy.py ../shared/data/eval/multi --save /tmp/eval_diag.json
+    python benchmarks/diagnose_accuracy.py --make-sim /tmp/diagacc/sim   # then diagnose it
 
 The corpus is laid out as ``audiomend bench`` reads it: ``<corpus>/<category>/degraded/*`` with a
 ``recipes.jsonl`` per category (see benchmarks/make_dev_corpus.py). Every degraded file is
@@ -64,6 +65,46 @@ def expected_findings(recipe: dict) -> set[str]:
     if "mains_hz" in recipe or any(k.startswith("hum") for k in recipe):
         out.add("hum")
     return out
+
+
+def make_sim(out_dir: Path) -> None:
+    """The "sim" tuning corpus of benchmarks/diagnose_accuracy.md: 12 files per category from
+    train/ speech, noises and rooms other than the dev corpus's, covering hum under pink and
+    real noise, noise-only of three kinds, clean, reverb and gain."""
+    import os
+    import tempfile
+
+    from audiomend.degradations.chain import Chain, Step, make_corpus
+    from audiomend.train.data import _files
+
+    train = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    hum = Step("hum", 1.0, {"mains_hz": [50.0, 60.0], "level_db": (-20.0, -3.0)})
+    categories = {   # name: (chain, real noises from train/ or generated coloured noise)
+        "clean": (Chain(()), True),
+        "noise_pink": (Chain((Step("noise", 1.0, {"snr_db": (-2.0, 15.0), "color": "pink"}),)), False),
+        "noise_white": (Chain((Step("noise", 1.0, {"snr_db": (-2.0, 15.0)}),)), False),
+        "noise": (Chain((Step("noise", 1.0, {"snr_db": (-2.0, 15.0)}),)), True),
+        "hum_pink": (Chain((Step("noise", 1.0, {"snr_db": (0.0, 15.0), "color": "pink"}), hum)), False),
+        "hum_noise": (Chain((Step("noise", 1.0, {"snr_db": (0.0, 15.0)}), hum)), True),
+        "hum": (Chain((hum,)), True),
+        "reverb": (Chain((Step("reverb", 1.0, {}),)), True),
+        "gain": (Chain((Step("gain", 1.0, {"gain_db": (-35.0, -20.0), "noise_floor_dbfs": -85.0}),)), True),
+    }
+
+    def link(files: list[Path], folder: Path) -> Path:
+        folder.mkdir(parents=True)
+        for f in files:
+            os.symlink(f.resolve(), folder / f.name)
+        return folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        speech = link(_files([train / "speech"])[7::20], Path(tmp) / "speech")
+        noise = link(_files([train / "noise"])[3::10], Path(tmp) / "noise")
+        rir = link(_files([train / "rir"])[2::5], Path(tmp) / "rir")
+        for i, (name, (chain, real)) in enumerate(categories.items()):
+            make_corpus(speech, out_dir / name, noise_dir=noise if real else None, rir_dir=rir,
+                        chain=chain, seed=101 + i, sample_rate=16000, count=12, progress=False)
+            print(f"{name}: 12 pairs", file=sys.stderr)
 
 
 def load_recipes(folder: Path) -> dict[str, dict]:
@@ -143,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the per-file diagnoses as JSON here")
     ap.add_argument("--load", type=Path, default=None,
                     help="print the tables of a --save file instead of diagnosing again")
+    ap.add_argument("--make-sim", type=Path, default=None, metavar="DIR",
+                    help="build the simulated tuning corpus (see make_sim) in DIR and stop")
     args = ap.parse_args(argv)
+    if args.make_sim:
+        make_sim(args.make_sim)
+        return 0
     if args.load:
         saved = json.loads(args.load.read_text())
         rows, audio_s, spent = saved["rows"], saved["audio_s"], saved["spent_s"]
