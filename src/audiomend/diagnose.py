@@ -18,6 +18,9 @@ simulation on ``shared/data/train/speech`` (never on ``eval/``): clean clips at 
 -2..15 dB SNR, RT60 0.3-2.5 s, hard clipping 4-14 dB below the peak, low-pass at 3.4-5.5 kHz,
 gain -35..-20 dB, hum -20..-3 dB relative to speech). Each threshold sits between the value
 distribution on clean clips and on damaged ones; the reasoning is given next to each entry.
+The reverb and hum decisions were revised on the dev corpus and a simulated train/ corpus
+(noise-only, hum under noise); their accuracy per damage category, on those and once on
+``eval/multi``, is in ``benchmarks/diagnose_accuracy.md``.
 
 Examples
 --------
