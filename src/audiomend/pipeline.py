@@ -22,7 +22,7 @@ Examples
 >>> noisy = Diagnosis(sample_rate=16000, channels=1, duration_s=3.0, loudness_lufs=-18.0,
 ...                   noise=NoiseFinding(8.0, 0.9, True))
 >>> plan(noisy)
-[Denoise(strength=1.0, attenuation_limit_db=30.0, backend='neural')]
+[Denoise(strength=1.0, attenuation_limit_db=30.0, backend='neural', input_gain_db=0.0)]
 >>> plan(noisy, skip=["denoise"])
 []
 """
@@ -194,6 +194,22 @@ def _loudness_gain_db(d: Diagnosis, target_lufs: float, true_peak_dbfs: float = 
     return float(gain)
 
 
+#: A recording raised by the loudness stage is also denoised when its noise floor would end up
+#: above this level (dBFS). Dev corpus: speech 20-35 dB too quiet over a -85 dBFS floor ends at
+#: -46.5..-40.6 dBFS after the correction; the clean recordings at their own level read
+#: -57.5..-47.1 dBFS (and are not raised, so are not concerned).
+AUDIBLE_FLOOR_DBFS = -55.0
+
+
+def _floor_raised_audible(d: Diagnosis, target_lufs: float) -> bool:
+    """Whether a too-quiet recording's noise floor becomes audible once its level is corrected."""
+    gain = _loudness_gain_db(d, target_lufs)
+    if not d.level.present or gain is None or gain <= 0:
+        return False
+    floor = d.noise.noise_floor_dbfs
+    return bool(math.isfinite(floor) and floor + gain > AUDIBLE_FLOOR_DBFS)
+
+
 def plan(
     diagnosis: Diagnosis,
     *,
@@ -266,7 +282,9 @@ def plan(
         "declick": d.clicks.present,
         "declip": d.clipping.present,
         # The network removes noise and late reverberation; the classical denoiser only noise.
-        "denoise": d.noise.present or (denoiser == "neural" and d.reverb.present),
+        # A recording far too quiet is raised by tens of dB, and its noise floor with it.
+        "denoise": d.noise.present or (denoiser == "neural" and d.reverb.present)
+        or _floor_raised_audible(d, target_lufs),
         "dereverb": d.reverb.present and (denoiser != "neural"
                                           or d.reverb.rt60_s >= NEURAL_WPE_MIN_RT60_S),
         "bandwidth": d.bandwidth.present or out_rate > d.sample_rate,
@@ -316,7 +334,13 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         # The network adapts its gains to the SNR it hears (and leaves clean speech alone):
         # scaling it down by the estimated severity only leaves noise in (dev corpus: PESQ
         # 1.57 -> 1.74 on noise at full strength).
-        return build(strength=strength if denoiser == "neural" else s, backend=denoiser)
+        # It was trained on speech at -45..-15 dBFS and reacts to the level: let it hear the
+        # recording at a level inside that range (its gains still apply to the input as is).
+        from audiomend.stages.neural import input_gain_for_loudness
+
+        gain_db = input_gain_for_loudness(d.loudness_lufs) if denoiser == "neural" else 0.0
+        return build(strength=strength if denoiser == "neural" else s, backend=denoiser,
+                     input_gain_db=round(gain_db, 2))
     if name == "dereverb":
         return build(strength=s)
     if name == "bandwidth":

@@ -83,30 +83,32 @@ def frame_sizes(sample_rate: int) -> tuple[int, int]:
     return frame_and_hop(sample_rate, HOP_S)
 
 
-class DenoiseProcessor(SpectralProcessor):
-    """Streaming MMSE-LSA denoiser with MMSE-SPP noise tracking (see the module docstring).
+class LsaGain:
+    """The classical gain rule as a state machine: power frames in, MMSE-LSA gains out.
+
+    Holds the noise tracker and the decision-directed recursion between calls, so frames can
+    arrive in blocks of any size. :class:`DenoiseProcessor` uses it on its own 8 ms grid; the
+    neural stage's ``hybrid`` mode runs it on the network's grid (any hop: the time constants
+    are converted).
 
     Parameters
     ----------
-    channels : int > 0
-    sample_rate : int, Hz.
-    strength : float in [0, 1], exponent applied to the gain; 0 passes the input through.
+    n_bins : int, bins per frame.
+    hop_s : float, seconds between frames.
+    frame_s : float, frame length in seconds (sets the warm-up).
     attenuation_limit_db : float >= 0, the largest attenuation of any bin, in dB.
     """
 
-    def __init__(self, channels: int, sample_rate: int, *, strength: float = 1.0,
+    def __init__(self, n_bins: int, *, hop_s: float, frame_s: float,
                  attenuation_limit_db: float = 30.0) -> None:
-        frame, hop = frame_sizes(sample_rate)
-        super().__init__(channels, frame, hop)
-        n_bins = frame // 2 + 1
-        ratio = hop / (_REF_HOP_S * sample_rate)
-        self.strength = float(strength)
+        ratio = hop_s / _REF_HOP_S
         self._gain_floor = float(10.0 ** (-float(attenuation_limit_db) / 20.0))
         self._xi_h1 = 10.0 ** (_XI_H1_DB / 10.0)
         self._alpha_noise = _ALPHA_NOISE_REF ** ratio
         self._alpha_spp = _ALPHA_SPP_REF ** ratio
+        self._dd = _DD_ALPHA if abs(hop_s - HOP_S) < 1e-9 else _DD_ALPHA ** (hop_s / HOP_S)
         self._xi_min = 10.0 ** (_XI_MIN_DB / 10.0)
-        self._warm_frames = int(np.ceil((_WARMUP_S * sample_rate + frame) / hop))
+        self._warm_frames = int(np.ceil((_WARMUP_S + frame_s) / hop_s - 1e-9))
         self._noise = np.zeros(n_bins)
         self._warm_sum = np.zeros(n_bins)
         self._spp_smooth = np.zeros(n_bins)
@@ -116,14 +118,12 @@ class DenoiseProcessor(SpectralProcessor):
         self._kernel = np.array([0.25, 0.5, 0.25])
         self._edge = np.convolve(np.ones(n_bins), self._kernel, mode="same")
 
-    def process_spectrum(self, spectrum: np.ndarray) -> np.ndarray:
-        if self.strength == 0.0:
-            return spectrum
-        power = np.mean(spectrum.real ** 2 + spectrum.imag ** 2, axis=0, dtype=np.float64)
+    def __call__(self, power: np.ndarray) -> NDArray[np.float32]:
+        """Gains ``(n_bins, n_frames)`` in [floor, 1] for the power spectra ``(n_bins, n_frames)``."""
         gains = np.empty(power.shape, np.float32)
         xi_h1, alpha_n, alpha_p = self._xi_h1, self._alpha_noise, self._alpha_spp
         spp_slope = xi_h1 / (1.0 + xi_h1)
-        floor, dd = self._gain_floor, _DD_ALPHA
+        floor, dd = self._gain_floor, self._dd
         for t in range(power.shape[1]):
             y = power[:, t] + _EPS
             noise = self._noise
@@ -148,6 +148,33 @@ class DenoiseProcessor(SpectralProcessor):
             self._prev_clean = gain * gain * y
             gain = np.convolve(gain, self._kernel, mode="same") / self._edge
             gains[:, t] = np.maximum(gain, floor)
+        return gains
+
+
+class DenoiseProcessor(SpectralProcessor):
+    """Streaming MMSE-LSA denoiser with MMSE-SPP noise tracking (see the module docstring).
+
+    Parameters
+    ----------
+    channels : int > 0
+    sample_rate : int, Hz.
+    strength : float in [0, 1], exponent applied to the gain; 0 passes the input through.
+    attenuation_limit_db : float >= 0, the largest attenuation of any bin, in dB.
+    """
+
+    def __init__(self, channels: int, sample_rate: int, *, strength: float = 1.0,
+                 attenuation_limit_db: float = 30.0) -> None:
+        frame, hop = frame_sizes(sample_rate)
+        super().__init__(channels, frame, hop)
+        self.strength = float(strength)
+        self._gain = LsaGain(frame // 2 + 1, hop_s=hop / sample_rate, frame_s=frame / sample_rate,
+                             attenuation_limit_db=attenuation_limit_db)
+
+    def process_spectrum(self, spectrum: np.ndarray) -> np.ndarray:
+        if self.strength == 0.0:
+            return spectrum
+        power = np.mean(spectrum.real ** 2 + spectrum.imag ** 2, axis=0, dtype=np.float64)
+        gains = self._gain(power)
         if self.strength != 1.0:
             gains = gains ** np.float32(self.strength)
         return spectrum * gains[np.newaxis]
@@ -159,16 +186,20 @@ class Denoise(Stage):
     """Reduce additive noise (see :func:`denoise`).
 
     >>> Denoise(strength=0.5).to_dict()
-    {'name': 'denoise', 'strength': 0.5, 'attenuation_limit_db': 30.0, 'backend': 'classical'}
+    {'name': 'denoise', 'strength': 0.5, 'attenuation_limit_db': 30.0, 'backend': 'classical', 'input_gain_db': 0.0}
     """
 
     name: ClassVar[str] = "denoise"
     strength: float = 1.0
     attenuation_limit_db: float = 30.0
     backend: str = "classical"
+    input_gain_db: float = 0.0
 
     def __post_init__(self) -> None:
         _check_params(self.strength, self.attenuation_limit_db, self.backend)
+        from audiomend.stages.neural import check_input_gain
+
+        check_input_gain("denoise", self.input_gain_db)
 
     def processor(self, sample_rate: int, channels: int) -> Processor:
         sample_rate = check_sample_rate(sample_rate)
@@ -181,7 +212,7 @@ class Denoise(Stage):
 
             return NeuralProcessor(sample_rate, channels, strength=self.strength,
                                    attenuation_limit_db=self.attenuation_limit_db,
-                                   model_name=DEFAULT_MODEL)
+                                   model_name=DEFAULT_MODEL, input_gain_db=self.input_gain_db)
         if self.backend in ("deepfilternet3", "rnnoise"):
             from audiomend.stages.peer_denoise import peer_processor
 
@@ -191,7 +222,8 @@ class Denoise(Stage):
 
 
 def denoise(audio: np.ndarray, sample_rate: int, *, strength: float = 1.0,
-            attenuation_limit_db: float = 30.0, backend: str = "classical") -> NDArray[np.float32]:
+            attenuation_limit_db: float = 30.0, backend: str = "classical",
+            input_gain_db: float = 0.0) -> NDArray[np.float32]:
     """Reduce stationary and slowly varying noise in speech.
 
     Parameters
@@ -202,6 +234,11 @@ def denoise(audio: np.ndarray, sample_rate: int, *, strength: float = 1.0,
     attenuation_limit_db : float in [0, 100], the most a time-frequency bin is attenuated, in dB.
     backend : str, ``"classical"`` (MMSE-LSA with MMSE-SPP noise tracking) or ``"neural"``
         (audiomend's network, see :mod:`audiomend.stages.neural`).
+    input_gain_db : float in [-80, 80], dB, ``neural`` only: the network hears the input this
+        much louder (it was trained on speech at -45..-15 dBFS and reacts to the level); the
+        output level does not change. The planner sets it from the diagnosed loudness
+        (:func:`audiomend.stages.neural.input_gain_for_loudness`). The classical gain does not
+        depend on the level and ignores it.
 
     Returns
     -------
@@ -224,7 +261,7 @@ def denoise(audio: np.ndarray, sample_rate: int, *, strength: float = 1.0,
     """
     audio = check_audio(audio, sample_rate)
     return Denoise(strength=strength, attenuation_limit_db=attenuation_limit_db,
-                   backend=backend)(audio, sample_rate)
+                   backend=backend, input_gain_db=input_gain_db)(audio, sample_rate)
 
 
 @dataclass(frozen=True)
