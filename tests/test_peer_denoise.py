@@ -242,3 +242,18 @@ def test_cli_restore_with_a_peer_denoiser(backend, noisy_16k, tmp_path):
     out, rate = load(dst)
     assert rate == 16000 and out.shape == noisy.shape
     assert json.loads(result.output)["stages"][0]["backend"] == backend
+
+
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
+def test_streaming_backend_equals_the_bench_adapter(backend, noisy_16k):
+    # The bench runs the peer on the whole file (one-shot resampling, padded frames); the chain
+    # processor streams. With no attenuation limit, the two agree to float rounding (measured
+    # max difference 1.5e-8 on dev files).
+    from audiomend.bench.systems import make_system
+
+    _, noisy = noisy_16k
+    noisy = noisy[:, :24000]
+    g = 10 ** (-100 / 20)
+    ours = pd.peer_denoise(noisy, 16000, backend=backend, attenuation_limit_db=100.0)
+    np.testing.assert_allclose((ours - g * noisy) / (1 - g), make_system(backend).run(noisy, 16000),
+                               atol=1e-6)
