@@ -176,3 +176,38 @@ def test_stage_registered_defaults_match_function_and_json_round_trip():
         assert params[field].default == getattr(Denoise(), field)
     stage = Denoise(strength=0.7, attenuation_limit_db=20.0)
     assert Denoise.from_dict(json.loads(json.dumps(stage.to_dict()))) == stage
+
+
+def test_neural_backend_passes_the_input_gain_and_bad_gains_raise(speech_16k):
+    from audiomend.stages.neural import neural
+
+    audio, sr = speech_16k
+    np.testing.assert_array_equal(denoise(audio, sr, backend="neural", input_gain_db=30.0),
+                                  neural(audio, sr, attenuation_limit_db=30.0, input_gain_db=30.0))
+    assert inspect.signature(denoise).parameters["input_gain_db"].default == Denoise().input_gain_db
+    with pytest.raises(BadOptionError, match="denoise: input_gain_db"):
+        Denoise(input_gain_db=float("inf"))
+
+
+def _quiet(floor_dbfs: float):
+    from audiomend.diagnose import Diagnosis, LevelFinding, NoiseFinding
+
+    # speech 30 dB too quiet: loud enough over its floor not to count as noisy (SNR 30 dB)
+    return Diagnosis(sample_rate=16000, channels=1, duration_s=10.0, loudness_lufs=-56.0,
+                     peak_dbfs=-36.0, level=LevelFinding(-56.0, 1.0, True),
+                     noise=NoiseFinding(30.0, 1.0, False, noise_floor_dbfs=floor_dbfs))
+
+
+def test_planner_denoises_a_quiet_recording_whose_floor_the_level_correction_raises():
+    from audiomend.pipeline import plan
+    from audiomend.stages.neural import input_gain_for_loudness
+
+    stages = {s.name: s for s in plan(_quiet(-80.0))}
+    assert set(stages) == {"denoise", "loudness"}
+    assert stages["loudness"].gain_db > 30.0          # the floor ends near -45 dBFS
+    assert stages["denoise"].backend == "neural"
+    assert stages["denoise"].input_gain_db == input_gain_for_loudness(-56.0) == 30.0
+    # no floor worth the name (digital silence between words): level only
+    assert [s.name for s in plan(_quiet(-110.0))] == ["loudness"]
+    # the classical backend does not depend on the level: no input gain
+    assert plan(_quiet(-80.0), denoiser="classical")[0].input_gain_db == 0.0
