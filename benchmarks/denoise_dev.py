@@ -17,9 +17,9 @@ Systems (every one runs a single denoiser at full strength on the degraded file,
 - ``neural-raw``: the network fed the input's own level (as before level normalisation).
 - ``neural``: the network with the input gain the planner gives it
   (:func:`audiomend.stages.neural.input_gain_for_loudness` of the diagnosed loudness).
-- ``geo``, ``product``, ``min``: the network's gain combined per bin with the classical
-  MMSE-LSA gain computed on the network's STFT grid: the geometric mean, the product, the
-  minimum.
+- ``geo``, ``product``, ``softprod``, ``min``: the network's gain ``n`` combined per bin with
+  the classical MMSE-LSA gain ``c`` computed on the network's STFT grid: ``sqrt(n * c)``,
+  ``n * c``, ``n * sqrt(c)``, ``min(n, c)``.
 - ``serial``: the network, then the classical denoiser at strength 0.5 as a post-filter.
 - ``audiomend``: ``audiomend.pipeline.restore`` with default options.
 """
@@ -39,8 +39,8 @@ from audiomend.metrics import compute
 from audiomend.stream import ChainProcessor
 
 METRICS = ("pesq_wb", "estoi", "si_sdr", "dnsmos_ovrl")
-SYSTEMS = ("noisy", "classical", "neural-raw", "neural", "geo", "product", "min", "serial",
-           "audiomend")
+SYSTEMS = ("noisy", "classical", "neural-raw", "neural", "geo", "product", "softprod", "min",
+           "serial", "audiomend")
 
 
 #: Loudness window the network's input is brought into (``--window-lufs``).
@@ -75,6 +75,8 @@ def _hybrid_class():
                 return np.sqrt(np.maximum(network, 0.0) * classical)
             if self.combine == "product":
                 return network * classical
+            if self.combine == "softprod":
+                return network * np.sqrt(classical)
             return np.minimum(network, classical)
 
     return Hybrid
@@ -106,7 +108,7 @@ def run_system(name: str, audio: np.ndarray, sample_rate: int) -> np.ndarray:
     gain = _input_gain_db(audio, sample_rate)
     if name == "neural":
         return network(input_gain_db=gain).run(audio)
-    if name in ("geo", "product", "min"):
+    if name in ("geo", "product", "softprod", "min"):
         from audiomend.model.runtime import DEFAULT_MODEL
 
         return _hybrid_class()(sample_rate, channels, combine=name, strength=1.0,

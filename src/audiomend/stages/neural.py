@@ -6,6 +6,13 @@ without resampling: the STFT frame is scaled with the rate so that it spans the 
 its bins fall on (or are interpolated onto) the model's frequency grid. Above 8 kHz, which the
 model does not see, each frame's gain is the mean of the model's gains between 6 and 8 kHz.
 Channels share one gain (computed on the mean power), so a stereo image does not wobble.
+
+The network's input normalisation is fixed and it was trained on speech at -45..-15 dBFS, so it
+reacts to the level: far too quiet speech over a noise floor went through untouched. The stage
+therefore lets the network hear the input ``input_gain_db`` louder (a constant per file, so
+streaming stays exact); the gains apply to the original spectrum. The planner sets it with
+:func:`input_gain_for_loudness` from the diagnosed loudness. Combining the network's gain with
+the classical MMSE-LSA gain was measured and not adopted (benchmarks/denoise_dev.md).
 """
 
 from __future__ import annotations
