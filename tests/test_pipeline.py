@@ -117,6 +117,10 @@ def test_plan_strength_follows_severity_and_user_strength():
     # the network adapts to the SNR itself: it gets the user's strength, not the severity
     assert plan(diag(noise=NoiseFinding(20.0, 0.9, True)))[0].strength == 1.0
     assert plan(diag(noise=NOISY), strength=0.6)[0].strength == pytest.approx(0.6)
+    # ... and so do the peer networks
+    light = diag(noise=NoiseFinding(20.0, 0.9, True))
+    assert plan(light, denoiser="deepfilternet3")[0].strength == 1.0
+    assert plan(light, denoiser="classical")[0].strength < 0.5
     assert plan(diag(noise=NOISY), denoiser="classical")[0].backend == "classical"
 
 
