@@ -231,7 +231,10 @@ def test_stage_denoise_is_the_classical_backend_and_stage_neural_the_network(spe
     (stage,) = make_system("stage:denoise").stages_for(noisy, rate)
     assert stage.backend == "classical"  # the pipeline's default backend (neural) is not copied
     (network,) = make_system("stage:neural").stages_for(noisy, rate)
-    assert network.name == "neural"
+    assert network.name == "neural" and network.input_gain_db == 0.0
+    # a recording 30 dB too quiet: the network hears it at the level the pipeline would give it
+    (quiet,) = make_system("stage:neural").stages_for(noisy * 0.03, rate)
+    assert quiet.input_gain_db > 20.0
 
 
 def test_cli_bench_runs_and_writes(tiny_corpus, tmp_path):

@@ -365,10 +365,12 @@ class StageSystem(System):
             return planned
         if not planned:
             return [self._default]
-        # Only what the diagnosis decides (mains, clip level, band edge, gain); the stage's own
-        # choices (strength, backend) stay at its defaults, so stage:denoise is the classical one.
-        settings = {k: v for k, v in planned[0].to_dict().items()
-                    if k not in ("name", "strength", "backend")}
+        # Only what the diagnosis decides (mains, clip level, band edge, gain, the network's
+        # input level); the stage's own choices (strength, backend, attenuation limit) stay at
+        # its defaults, so stage:denoise is the classical one.
+        fields = {f.name for f in dataclasses.fields(self._default)}
+        settings = {k: v for k, v in planned[0].to_dict().items() if k in fields
+                    and k not in ("name", "strength", "backend", "attenuation_limit_db")}
         return [dataclasses.replace(self._default, **settings)]
 
     def process(self, audio, sample_rate, *, reference=None):
@@ -383,16 +385,19 @@ class StageSystem(System):
 
 def _stage_planner(stage_name: str) -> Callable[[np.ndarray, int], list] | None:
     """Per-file planning of one stage through the pipeline's diagnose + plan, or None when the
-    pipeline does not plan this stage (it is not in ``REPAIR_ORDER``)."""
+    pipeline does not plan this stage (it is not in ``REPAIR_ORDER``; ``neural`` is planned as
+    the denoise slot, which gives it the input level the pipeline would)."""
     from audiomend.diagnose import diagnose
     from audiomend.pipeline import REPAIR_ORDER, plan
 
-    if stage_name not in REPAIR_ORDER:
+    # The network alone is planned as the pipeline plans it: as the neural denoise backend.
+    slot = "denoise" if stage_name == "neural" else stage_name
+    if slot not in REPAIR_ORDER:
         return None
 
     def planned(audio: np.ndarray, sample_rate: int) -> list:
         diagnosis = diagnose(audio, sample_rate)
-        return [s for s in plan(diagnosis, stages=[stage_name]) if s.name == stage_name]
+        return [s for s in plan(diagnosis, stages=[slot]) if s.name == slot]
 
     return planned
 
