@@ -138,8 +138,10 @@ def test_plan_parameters_come_from_the_diagnosis():
     # ... a sensible level off target: gain only up to the peak headroom (no limiting) ...
     assert [s.gain_db for s in plan(diag(lufs=-26.0, peak=-8.0), target_lufs=-16.0)] == \
         [pytest.approx(6.5)]
-    # ... and without a target a sensible level is left alone
+    # ... and without a target a sensible level is left alone, also after declipping (where a
+    # 0 dB limiter only catches the reconstructed peaks)
     assert plan(diag(lufs=-10.0)) == plan(diag(lufs=-26.0, peak=-8.0)) == []
+    assert plan(diag(lufs=-23.0, peak=-10.0, clipping=CLIP))[-1].gain_db == 0.0
     # ... a clearly wrong level: the same cap (limiting costs SI-SDR; see MAX_LIMITING_DB)
     assert [s.gain_db for s in plan(diag(lufs=-45.0, peak=-20.0, level=quiet))] == \
         [pytest.approx(18.5)]

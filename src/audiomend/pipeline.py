@@ -306,7 +306,7 @@ def plan(
                                      "installation")
             continue  # a partial installation repairs what it can
         stage = _make_stage(registry[name], name, d, strength=float(strength),
-                            target_lufs=float(target_lufs), out_rate=out_rate,
+                            target_lufs=float(target_lufs), normalise=normalise, out_rate=out_rate,
                             denoiser=denoiser, forced=name in forced)
         if stage is not None:
             out.append(stage)
@@ -314,7 +314,7 @@ def plan(
 
 
 def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_lufs: float,
-                out_rate: int, denoiser: str, forced: bool):
+                normalise: bool, out_rate: int, denoiser: str, forced: bool):
     s = round(_clamp(strength * _severity(name, d)), 3)
     fields = {f.name for f in dataclasses.fields(cls)}
 
@@ -349,7 +349,7 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
             return None
         return build(cutoff_hz=round(cutoff, 1), strength=s)
     if name == "loudness":
-        gain = _loudness_gain_db(d, target_lufs)
+        gain = _loudness_gain_db(d, target_lufs) if (normalise or d.level.present) else None
         if gain is None and d.clipping.present and not forced:
             gain = 0.0  # the limiter alone keeps the declipped peaks under the ceiling
         if gain is None and not forced:

@@ -47,7 +47,8 @@ def summary(result) -> str:
     found = [describe(name, getattr(d, name)) for name in d.damages]
     lines = [(f"{result.input_path}: {d.duration_s:.1f} s, {d.sample_rate} Hz, {d.channels} ch, "
               f"{d.loudness_lufs:.1f} LUFS")]
-    if not d.level.present and any(s["name"] == "loudness" for s in result.stages):
+    if not d.level.present and any(s["name"] == "loudness" and s["gain_db"] != 0.0
+                                   for s in result.stages):
         found.append(f"level {d.loudness_lufs:.1f} LUFS, off target")
     lines.append("  found: " + (", ".join(found) if found else "nothing to repair"))
     done = []
