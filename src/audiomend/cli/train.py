@@ -15,21 +15,22 @@ from audiomend.errors import BadOptionError
 @click.option("--rir", "rir", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of room impulse responses (repeatable).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
-@click.option("--steps", default=13000, show_default=True, help="Total optimiser steps.")
+@click.option("--steps", default=24000, show_default=True, help="Total optimiser steps.")
 @click.option("--batch-size", default=16, show_default=True, help="Examples of 2 s per step.")
 @click.option("--learning-rate", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data mixing and initialisation.")
 @click.option("--threads", default=1, show_default=True, help="torch CPU threads.")
-@click.option("--hidden", default=160, show_default=True, help="GRU width (units per layer).")
-@click.option("--embed", default=96, show_default=True, help="Width of the spectral compression layer.")
+@click.option("--hidden", default=256, show_default=True, help="GRU width (units per layer).")
+@click.option("--embed", default=128, show_default=True, help="Width of the spectral compression layer.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, threads, hidden, embed, resume) -> None:
     """Train the mask network with examples mixed on the fly by audiomend's damage simulator.
 
     \b
     Example (the shipped model):
-      audiomend train --speech ../shared/data/train/speech --noise ../shared/data/train/noise \\
-          --rir ../shared/data/train/rir --out runs/maskgru16k --steps 13000
+      ../shared/data/get-asterisk-prompts /tmp/asterisk
+      audiomend train --speech ../shared/data/train/speech --speech /tmp/asterisk \\
+          --noise ../shared/data/train/noise --rir ../shared/data/train/rir --out runs/maskgru16k
     Then: audiomend export runs/maskgru16k -o src/audiomend/model/weights/maskgru16k.onnx
     """
     from audiomend.train import require_torch

@@ -26,7 +26,8 @@ def load_run(run_dir: str | Path) -> MaskGRU:
         raise BadOptionError(f"{run_dir}: no checkpoint.pt; train first (audiomend train ... --out {run_dir})")
     config = Path(run_dir) / "config.json"
     dims = json.loads(config.read_text()) if config.is_file() else {}
-    model = MaskGRU(**{k: dims[k] for k in ("embed", "hidden", "layers") if k in dims})
+    # runs from before the widths were configurable used 96/160/2 and saved no widths
+    model = MaskGRU(**{k: dims.get(k, old) for k, old in (("embed", 96), ("hidden", 160), ("layers", 2))})
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     return model.eval()
 

@@ -25,7 +25,7 @@ class TrainConfig:
     speech: list[str]
     noise: list[str]
     rir: list[str] = field(default_factory=list)
-    steps: int = 8000
+    steps: int = 24000
     batch_size: int = 16
     learning_rate: float = 1e-3
     seed: int = 0
@@ -36,9 +36,10 @@ class TrainConfig:
     validation_examples: int = 24
     holdout_every: int = 20  # every Nth speech clip and noise is held out for validation
     si_sdr_weight: float = 0.001  # weight of -SI-SDR (dB) of the waveform, beside the spectral loss
-    # Network width (see network.MaskGRU); runs from before these fields existed used 96/160/2.
-    embed: int = 96
-    hidden: int = 160
+    # Network width (see network.MaskGRU): the shipped model's. (Runs from before these fields
+    # existed used 96/160/2; resuming one needs them added to its config.json.)
+    embed: int = 128
+    hidden: int = 256
     layers: int = 2
 
     def network(self) -> MaskGRU:

@@ -1,9 +1,10 @@
 """The network: a causal GRU that predicts a real gain per STFT bin from log magnitudes.
 
 Shape of the computation per frame (16 kHz, 512-sample frames, 256-sample hop, 257 bins):
-log-magnitude (257) -> linear 257->96 + PReLU -> 2-layer GRU (hidden 160) -> linear 160->257
--> sigmoid gain. Causal: each frame's gain depends only on this and earlier frames; the GRU state
-is an explicit input/output so inference can stream. See docs/model.md for the reasons.
+log-magnitude (257) -> linear 257->128 + PReLU -> 2-layer GRU (hidden 256) -> linear
+(256 + 128)->257 -> sigmoid gain (the shipped widths; ``audiomend train --hidden/--embed``).
+Causal: each frame's gain depends only on this and earlier frames; the GRU state is an explicit
+input/output so inference can stream. See docs/model.md for the reasons.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LOG_STD = 2.5
 class MaskGRU(nn.Module):
     """Magnitude ``(batch, frames, bins)`` and state ``(layers, batch, hidden)`` -> gains, state."""
 
-    def __init__(self, n_bins: int = N_BINS, embed: int = 96, hidden: int = 160, layers: int = 2):
+    def __init__(self, n_bins: int = N_BINS, embed: int = 128, hidden: int = 256, layers: int = 2):
         super().__init__()
         self.n_bins, self.hidden, self.layers = n_bins, hidden, layers
         self.encode = nn.Sequential(nn.Linear(n_bins, embed), nn.PReLU())
