@@ -27,11 +27,13 @@ def restore_option_decorators(f: Any) -> Any:
         click.option("--strength", type=click.FloatRange(0.0, 1.0), default=None,
                      help="Overall repair strength, 0 (leave alone) to 1  [default: 1.0]."),
         click.option("--target-lufs", type=float, default=None,
-                     help="Loudness target in LUFS  [default: -16.0]."),
+                     help="Normalise the loudness to this target in LUFS (default: only a "
+                          "clearly wrong level is changed, towards -16 LUFS)."),
         click.option("--sample-rate", "sample_rate", type=click.IntRange(min=1), default=None,
                      help="Output sample rate in Hz (default: each input's)."),
         click.option("--denoiser", default=None,
-                     help="Denoiser in the denoise slot: neural or classical  [default: neural]."),
+                     help="Denoiser in the denoise slot: neural, classical, deepfilternet3 or "
+                          "rnnoise  [default: neural]."),
         click.option("--subtype", default=None,
                      help="Output subtype, e.g. PCM_24, FLOAT (default: each input's)."),
         click.option("--block-s", type=click.FloatRange(min=0.1), default=None,
