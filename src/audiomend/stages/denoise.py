@@ -87,9 +87,9 @@ class LsaGain:
     """The classical gain rule as a state machine: power frames in, MMSE-LSA gains out.
 
     Holds the noise tracker and the decision-directed recursion between calls, so frames can
-    arrive in blocks of any size. :class:`DenoiseProcessor` uses it on its own 8 ms grid; the
-    neural stage's ``hybrid`` mode runs it on the network's grid (any hop: the time constants
-    are converted).
+    arrive in blocks of any size. :class:`DenoiseProcessor` uses it on its own 8 ms grid;
+    ``benchmarks/denoise_dev.py`` runs it on the network's grid (any hop: the time constants are
+    converted) to measure network + classical hybrids.
 
     Parameters
     ----------
