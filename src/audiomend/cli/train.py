@@ -15,7 +15,7 @@ from audiomend.errors import BadOptionError
 @click.option("--rir", "rir", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of room impulse responses (repeatable).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (runs/NAME).")
-@click.option("--steps", default=28000, show_default=True, help="Total optimiser steps.")
+@click.option("--steps", default=24000, show_default=True, help="Total optimiser steps.")
 @click.option("--batch-size", default=16, show_default=True, help="Examples of 2 s per step.")
 @click.option("--learning-rate", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True, help="Seed of the data mixing and initialisation.")

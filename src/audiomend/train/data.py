@@ -103,12 +103,6 @@ class MixSettings:
     # (band extension is another stage's job).
     p_bandlimit: float = 0.15
     bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)
-    # 16 kHz material made by resampling (VoiceBank, most files converted from 44.1/48 kHz)
-    # lacks the top few hundred Hz of the band: 9-12 dB down at 7.4-7.9 kHz, where the
-    # training speech is nearly flat. Without such examples the network over-suppresses that
-    # speech (a smoke clip at 30 dB SNR: 28.7 -> 11 dB SI-SDR at 16 kHz, 25.7 dB at 48 kHz).
-    p_rolloff: float = 0.5
-    rolloff_hz: tuple[float, float] = (7000.0, 7900.0)
 
 
 class Mixer:
@@ -152,10 +146,6 @@ class Mixer:
                               noise=noise[np.newaxis], rng=rng)[0]
         if rng.random() < s.p_bandlimit:
             cutoff = float(rng.uniform(*s.bandlimit_hz))
-            noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
-            target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
-        if rng.random() < s.p_rolloff:
-            cutoff = float(rng.uniform(*s.rolloff_hz))
             noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
             target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
         gain = db_to_amplitude(rng.uniform(*s.level_dbfs) + 26.0)

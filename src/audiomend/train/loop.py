@@ -25,7 +25,7 @@ class TrainConfig:
     speech: list[str]
     noise: list[str]
     rir: list[str] = field(default_factory=list)
-    steps: int = 28000
+    steps: int = 24000
     batch_size: int = 16
     learning_rate: float = 1e-3
     seed: int = 0
