@@ -60,3 +60,24 @@ def test_a_narrow_network_trains_and_exports_with_its_own_width(shared_data: Pat
     gains = session.run(["gains"], {"magnitude": magnitude[None],
                                     "state_in": np.zeros((1, 1, 12), np.float32)})[0][0]
     np.testing.assert_allclose(gains, torch_gains(load_run(run), magnitude), atol=1e-4)
+
+
+def test_rolloff_mixes_lack_the_top_of_the_band() -> None:
+    from audiomend.train.data import Mixer, MixSettings
+
+    # flat-spectrum "speech" (known answer: its share above 7.9 kHz is 0.1 / 8 of the band)
+    rng = np.random.default_rng(0)
+    speech = [(0.05 * rng.standard_normal(48000)).astype(np.float32) for _ in range(3)]
+    noise = [(0.01 * rng.standard_normal(16000)).astype(np.float32)]
+
+    def top_share(p_rolloff: float) -> float:
+        mixer = Mixer(speech, noise, [], 16000, MixSettings(p_noise=0.0, p_bandlimit=0.0,
+                                                            p_rolloff=p_rolloff))
+        _, target = mixer.batch(4, np.random.default_rng(0))
+        spec = np.abs(np.fft.rfft(target, axis=1)) ** 2
+        freqs = np.fft.rfftfreq(target.shape[1], 1 / 16000)
+        return float(spec[:, freqs > 7900].sum() / spec.sum())
+
+    assert top_share(0.0) == pytest.approx(100 / 8000, rel=0.1)
+    # a 7.0-7.9 kHz low-pass (10th order) takes most of it away
+    assert top_share(1.0) < 0.3 * top_share(0.0)

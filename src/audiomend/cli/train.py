@@ -22,8 +22,11 @@ from audiomend.errors import BadOptionError
 @click.option("--threads", default=1, show_default=True, help="torch CPU threads.")
 @click.option("--hidden", default=256, show_default=True, help="GRU width (units per layer).")
 @click.option("--embed", default=128, show_default=True, help="Width of the spectral compression layer.")
+@click.option("--p-rolloff", "p_rolloff", default=0.0, show_default=True,
+              type=click.FloatRange(0.0, 1.0),
+              help="Share of examples low-passed at 7.0-7.9 kHz, like resampled 16 kHz material.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, threads, hidden, embed, resume) -> None:
+def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, threads, hidden, embed, p_rolloff, resume) -> None:
     """Train the mask network with examples mixed on the fly by audiomend's damage simulator.
 
     \b
@@ -42,6 +45,6 @@ def command(speech, noise, rir, out, steps, batch_size, learning_rate, seed, thr
         raise BadOptionError("--steps and --batch-size must be positive")
     config = TrainConfig(speech=list(speech), noise=list(noise), rir=list(rir), steps=steps,
                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads,
-                         hidden=hidden, embed=embed)
+                         hidden=hidden, embed=embed, p_rolloff=p_rolloff)
     checkpoint = train(config, out, resume=resume, progress=lambda m: click.echo(m, err=True))
     click.echo(f"checkpoint: {checkpoint}", err=True)

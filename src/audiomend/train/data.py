@@ -103,6 +103,11 @@ class MixSettings:
     # (band extension is another stage's job).
     p_bandlimit: float = 0.15
     bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)
+    # 16 kHz material made by resampling (VoiceBank, most converted files) is 9-12 dB down at
+    # 7.4-7.9 kHz, where the training speech is nearly flat; without such examples the network
+    # over-suppresses it (docs/model.md). Off in the shipped run; `audiomend train --p-rolloff`.
+    p_rolloff: float = 0.0
+    rolloff_hz: tuple[float, float] = (7000.0, 7900.0)
 
 
 class Mixer:
@@ -146,6 +151,10 @@ class Mixer:
                               noise=noise[np.newaxis], rng=rng)[0]
         if rng.random() < s.p_bandlimit:
             cutoff = float(rng.uniform(*s.bandlimit_hz))
+            noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
+            target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
+        if s.p_rolloff and rng.random() < s.p_rolloff:
+            cutoff = float(rng.uniform(*s.rolloff_hz))
             noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
             target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
         gain = db_to_amplitude(rng.uniform(*s.level_dbfs) + 26.0)

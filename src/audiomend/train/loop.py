@@ -38,6 +38,8 @@ class TrainConfig:
     si_sdr_weight: float = 0.001  # weight of -SI-SDR (dB) of the waveform, beside the spectral loss
     # Network width (see network.MaskGRU): the shipped model's. (Runs from before these fields
     # existed used 96/160/2; resuming one needs them added to its config.json.)
+    # Share of examples low-passed at 7.0-7.9 kHz like resampled material (MixSettings.p_rolloff).
+    p_rolloff: float = 0.0
     embed: int = 128
     hidden: int = 256
     layers: int = 2
@@ -177,7 +179,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     rirs = load_rirs(config.rir, SAMPLE_RATE) if config.rir else []
     train_noise, val_noise = _split(noises, max(config.holdout_every // 2, 2))
     train_rir, val_rir = _split(rirs, 5) if len(rirs) > 1 else (rirs, rirs)
-    mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE, MixSettings(),
+    mixer = Mixer(train_speech, train_noise, train_rir, SAMPLE_RATE,
+                  MixSettings(p_rolloff=config.p_rolloff),
                   speech_weights=speech_weights)
     val_noisy, val_target = Mixer(val_speech, val_noise, val_rir, SAMPLE_RATE).batch(
         config.validation_examples, np.random.default_rng(12345))
