@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
-from audiomend.dsp import check_audio
+from audiomend.dsp import check_audio, frame_signal
 
 #: The ``present`` thresholds, with the reasoning (simulation on train/speech, see module doc).
 THRESHOLDS: dict[str, float] = {
@@ -440,8 +440,6 @@ def percentile_snr_db(block: np.ndarray, sample_rate: int) -> float:
     mono = block.astype(np.float64).mean(axis=0)
     if mono.shape[0] < frame:
         return float("nan")
-    from audiomend.dsp import frame_signal
-
     power = np.mean(frame_signal(mono, frame, hop) ** 2, axis=-1)
     power = power[power > 1e-10]
     if power.size < 10:
@@ -577,8 +575,6 @@ def reverb_tail_score(block: np.ndarray, sample_rate: int) -> float:
     frame = 2 * hop
     if x.size < frame + 40 * hop:
         return float("nan")
-    from audiomend.dsp import frame_signal
-
     spec = np.abs(np.fft.rfft(frame_signal(x, frame, hop) * np.hanning(frame + 2)[1:-1],
                               axis=-1)) ** 2
     freqs = np.fft.rfftfreq(frame, 1.0 / sample_rate)
@@ -600,6 +596,11 @@ def reverb_tail_score(block: np.ndarray, sample_rate: int) -> float:
             corrs.append(float(np.corrcoef(e, m)[0, 1]))
     corr = float(np.mean(corrs)) if corrs else 0.0
     return corr - near_floor
+
+
+def _hum_present(level_db: float, confidence: float) -> bool:
+    """The hum rule of :data:`THRESHOLDS`, for one analysis block or the whole recording."""
+    return bool(level_db >= THRESHOLDS["hum_level_db"] and confidence >= THRESHOLDS["hum_confidence"])
 
 
 class _Weighted:
@@ -715,8 +716,7 @@ class DiagnosisAccumulator:
         self._hum.setdefault(mains, _Weighted()).add(h.level_db, dur)
         self._hum_conf.setdefault(mains, _Weighted()).add(hum_conf, dur)
         # Steady hum would count as noise floor: the noise is measured with it notched out.
-        hummed = mains > 0 and hum_conf >= THRESHOLDS["hum_confidence"] \
-            and h.level_db >= THRESHOLDS["hum_level_db"]
+        hummed = mains > 0 and _hum_present(h.level_db, hum_conf)
         quiet = notch_hum(block, sr, mains) if hummed else block
         n = self._est["estimate_noise"](quiet, sr)
         # The tracker reads clean speech as noisy in short or breathy clips; the percentile
@@ -766,7 +766,7 @@ class DiagnosisAccumulator:
         else:
             mains, hum_db, hum_conf = 50.0, float("nan"), 0.0
         hum = HumFinding(hum_db, hum_conf,
-                         bool(hum_db >= th["hum_level_db"] and hum_conf >= th["hum_confidence"]),
+                         _hum_present(hum_db, hum_conf),
                          mains_hz=mains)
 
         snr, snr_conf = self._snr.mean(), self._noise_conf.mean(0.0)

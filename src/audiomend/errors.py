@@ -19,5 +19,9 @@ class MissingDependencyError(AudiomendError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
 
 
+#: The pip command for the optional peer systems (noisereduce, RNNoise, DeepFilterNet3).
+PEERS_HINT = "pip install 'audiomend[peers]'"
+
+
 class MetricError(AudiomendError, ValueError):
     """A metric cannot be computed for these inputs (e.g. reference and estimate differ)."""

@@ -44,10 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomend.dsp import check_audio, resample
-from audiomend.errors import AudiomendError, BadOptionError, MissingDependencyError
-
-#: The install command shown when an optional peer is missing.
-PEERS_HINT = "pip install 'audiomend[peers]'"
+from audiomend.errors import PEERS_HINT, AudiomendError, BadOptionError, MissingDependencyError
 
 
 class System(ABC):

@@ -161,11 +161,7 @@ def _plan(n_ref: int, n_other: int, sample_rate: int, max_delay_s: float) -> _Pl
 
 def _mono_window(audio: np.ndarray, start: int, length: int) -> np.ndarray:
     """``audio[:, start:start + length]`` averaged over channels, float64, zeros outside."""
-    out = np.zeros(length)
-    lo, hi = max(start, 0), min(start + length, audio.shape[1])
-    if hi > lo:
-        out[lo - start:hi - start] = audio[:, lo:hi].mean(axis=0, dtype=np.float64)
-    return out
+    return _collect([audio], [(start, length)])[0]
 
 
 def _collect(blocks: Iterable[np.ndarray], windows: list[tuple[int, int]]) -> list[np.ndarray]:

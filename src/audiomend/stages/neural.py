@@ -98,7 +98,6 @@ class NeuralProcessor(SpectralProcessor):
         frame = 2 * hop if info.frame_length == 2 * info.hop_length else \
             round(info.frame_length * sample_rate / info.sample_rate)
         super().__init__(channels, frame, hop)
-        self.sample_rate = int(sample_rate)
         # to_model: (F_rate, F_model); from_model: (F_model, F_rate)
         self._to_model, self._from_model, self._above, self._upper = _frequency_maps(
             int(sample_rate), frame, info.sample_rate, info.frame_length, info.n_bins)

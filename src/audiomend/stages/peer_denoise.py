@@ -41,12 +41,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from audiomend.dsp import check_audio, check_sample_rate
-from audiomend.errors import AudiomendError, BadOptionError, MissingDependencyError
+from audiomend.errors import PEERS_HINT, AudiomendError, BadOptionError, MissingDependencyError
 from audiomend.stages._common import check_strength, passthrough
 from audiomend.stream import Block, Processor, ResampleProcessor
 
-#: The install command for the peers (the ``peers`` extra in pyproject.toml).
-PEERS_HINT = "pip install 'audiomend[peers]'"
 #: The peers run at this rate only.
 PEER_RATE = 48_000
 #: Backend name -> the PyPI package that provides it.

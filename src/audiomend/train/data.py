@@ -130,6 +130,13 @@ class Mixer:
         start = rng.integers(0, len(x) - self.segment)
         return x[start: start + self.segment]
 
+    def _lowpass(self, noisy: np.ndarray, target: np.ndarray, cutoff_hz: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The same low-pass on input and target (a missing band is not the network's to fix)."""
+        rate = self.sample_rate
+        return (bandlimit(noisy[np.newaxis], rate, cutoff_hz=cutoff_hz)[0],
+                bandlimit(target[np.newaxis], rate, cutoff_hz=cutoff_hz)[0])
+
     def example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
         if self.speech_weights is None:
@@ -150,13 +157,10 @@ class Mixer:
             noisy = add_noise(noisy[np.newaxis], self.sample_rate, snr_db=float(rng.uniform(*s.snr_db)),
                               noise=noise[np.newaxis], rng=rng)[0]
         if rng.random() < s.p_bandlimit:
-            cutoff = float(rng.uniform(*s.bandlimit_hz))
-            noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
-            target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
+            noisy, target = self._lowpass(noisy, target, float(rng.uniform(*s.bandlimit_hz)))
+        # (no draw at all when off, so runs without roll-offs keep their random stream)
         if s.p_rolloff and rng.random() < s.p_rolloff:
-            cutoff = float(rng.uniform(*s.rolloff_hz))
-            noisy = bandlimit(noisy[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
-            target = bandlimit(target[np.newaxis], self.sample_rate, cutoff_hz=cutoff)[0]
+            noisy, target = self._lowpass(noisy, target, float(rng.uniform(*s.rolloff_hz)))
         gain = db_to_amplitude(rng.uniform(*s.level_dbfs) + 26.0)
         peak = max(float(np.abs(noisy).max()) * gain, 1e-9)
         if peak > 0.99:  # keep the input unclipped: clipping is the declip stage's job
