@@ -36,6 +36,8 @@ CATEGORIES = {
     # band-limited speech with light noise: what a denoiser meets on telephone or low-rate sources
     "noise_bandlimit": Chain((Step("noise", 1.0, {"snr_db": (10.0, 25.0)}),
                               Step("bandlimit", 1.0, {"cutoff_hz": [3400.0, 4000.0, 5500.0]}))),
+    # light noise only (SNR 18-30 dB): where a denoiser has little to gain and much to lose
+    "light_noise": Chain((Step("noise", 1.0, {"snr_db": (18.0, 30.0)}),)),
 }
 
 
@@ -55,13 +57,17 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--only", default="", help="comma-separated categories (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         speech = link_all(held_out(_files([SHARED / "speech"]), 20), tmp / "speech")
         noise = link_all(held_out(_files([SHARED / "noise"]), 10), tmp / "noise")
         rir = link_all(held_out(_files([SHARED / "rir"]), 5), tmp / "rir")
+        only = set(filter(None, args.only.split(",")))
         for i, (name, chain) in enumerate(CATEGORIES.items()):
+            if only and name not in only:
+                continue
             make_corpus(speech, args.out_dir / name, noise_dir=noise, rir_dir=rir, chain=chain,
                         seed=args.seed + i, sample_rate=16000, count=args.count, progress=False)
             print(f"{name}: {args.count} pairs", flush=True)

@@ -124,6 +124,25 @@ def test_plan_strength_follows_severity_and_user_strength():
     assert plan(diag(noise=NOISY), denoiser="classical")[0].backend == "classical"
 
 
+def test_plan_networks_cut_light_noise_less_deeply():
+    need("denoise")
+
+    def limit(snr_db: float, denoiser: str = "neural", **findings) -> float:
+        (stage,) = [s for s in plan(diag(noise=NoiseFinding(snr_db, 0.9, True), **findings),
+                                    denoiser=denoiser) if s.name == "denoise"]
+        return stage.attenuation_limit_db
+
+    # full depth up to 21 dB SNR, 12 dB from 25 dB, linear in between (23 dB: half way)
+    assert limit(8.0) == limit(21.0) == 30.0
+    assert limit(23.0) == pytest.approx(21.0)
+    assert limit(25.0) == limit(40.0) == 12.0
+    assert limit(24.0, denoiser="rnnoise") == pytest.approx(16.5)
+    # there for reverberation, the network keeps its full depth whatever the SNR
+    assert limit(24.0, reverb=REVERB) == 30.0
+    # the classical denoiser's depth already follows the SNR through its strength
+    assert limit(24.0, denoiser="classical") == 30.0
+
+
 def test_plan_parameters_come_from_the_diagnosis():
     need("dehum", "declip", "loudness")
     quiet = LevelFinding(-40.0, 1.0, True)

@@ -77,6 +77,16 @@ PEAK_MARGIN_DB = 0.5
 #: limiter stays in the chain as a true-peak safety net.
 MAX_LIMITING_DB = 0.0
 
+#: Attenuation limit of the networks (ours and the peers'), in dB, against the estimated SNR:
+#: full depth (30 dB) up to ``LIGHT_NOISE_SNR_DB[0]``, then down linearly to
+#: ``LIGHT_NOISE_LIMIT_DB`` at ``LIGHT_NOISE_SNR_DB[1]`` and above. Light noise does not need
+#: deep cuts, and the network's full-depth gains on it take speech with the noise. Chosen on
+#: the dev light-noise sets (benchmarks/light_noise_limit.md): the best fixed limit per file
+#: was 30 dB up to ~21 dB SNR, 18-24 dB near 23 dB and 12-15 dB from ~24 dB.
+NETWORK_LIMIT_DB = 30.0
+LIGHT_NOISE_SNR_DB = (21.0, 25.0)
+LIGHT_NOISE_LIMIT_DB = 12.0
+
 #: ``progress(samples_done, samples_total)``, called as a file is processed.
 Progress = Callable[[int, int], None]
 
@@ -155,6 +165,16 @@ def _severity(name: str, d: Diagnosis) -> float:
     if not finding.present:
         return sev
     return sev * (0.5 + 0.5 * _clamp(finding.confidence))
+
+
+def _network_limit_db(d: Diagnosis) -> float:
+    """The networks' attenuation limit in dB: shallower for light noise (see
+    :data:`LIGHT_NOISE_SNR_DB`). Full depth when the network is there for reverberation or for
+    a floor that a level correction raises: the SNR says nothing about those."""
+    if d.reverb.present or d.level.present or not d.noise.present:
+        return NETWORK_LIMIT_DB
+    lo, hi = LIGHT_NOISE_SNR_DB
+    return round(_ramp(d.noise.snr_db, lo, hi, NETWORK_LIMIT_DB, LIGHT_NOISE_LIMIT_DB), 1)
 
 
 def _bandwidth_cutoff_hz(d: Diagnosis, out_rate: int) -> float | None:
@@ -338,9 +358,11 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         # recording at a level inside that range (its gains still apply to the input as is).
         from audiomend.stages.neural import input_gain_for_loudness
 
+        if denoiser == "classical":
+            return build(strength=s, backend=denoiser)
         gain_db = input_gain_for_loudness(d.loudness_lufs) if denoiser == "neural" else 0.0
-        return build(strength=s if denoiser == "classical" else strength, backend=denoiser,
-                     input_gain_db=round(gain_db, 2))
+        return build(strength=strength, backend=denoiser, input_gain_db=round(gain_db, 2),
+                     attenuation_limit_db=_network_limit_db(d))
     if name == "dereverb":
         return build(strength=s)
     if name == "bandwidth":
