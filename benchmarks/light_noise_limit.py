@@ -14,6 +14,7 @@ ESTOI / SI-SDR per file and per set. Files the chain does not denoise are counte
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from audiomend.io import load
 from audiomend.metrics import compute
 from audiomend.pipeline import RestoreChain, plan
 
-METRICS = ("pesq_wb", "estoi", "si_sdr")
+METRICS = tuple(os.environ.get("LIMIT_METRICS", "pesq_wb,estoi,si_sdr").split(","))
 
 
 def run(stages: list, audio: np.ndarray, rate: int) -> np.ndarray:
@@ -40,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--limits", default="30,24,18,15,12,9")
+    parser.add_argument("--denoiser", default="neural")
     args = parser.parse_args()
     limits = [float(v) for v in args.limits.split(",")]
     print("set | file | est. SNR dB | limit planned | " + " | ".join(
@@ -50,7 +52,7 @@ def main() -> None:
             audio, rate = load(path)
             reference, _ = load(folder / "clean" / path.name)
             diagnosis = diagnose(audio, rate)
-            stages = plan(diagnosis)
+            stages = plan(diagnosis, denoiser=args.denoiser)
             denoise = [s for s in stages if s.name == "denoise"]
             outputs = {"input": audio, "planned": run(stages, audio, rate)}
             for limit in limits:
@@ -63,10 +65,10 @@ def main() -> None:
             if denoise:
                 print(f"{folder.name} | {path.stem[:30]} | {diagnosis.noise.snr_db:.1f} | "
                       f"{denoise[0].attenuation_limit_db:g} | "
-                      + " | ".join("{:.2f}/{:.3f}/{:.1f}".format(*v) for v in row.values()),
+                      + " | ".join("/".join(f"{x:.3g}" for x in v) for v in row.values()),
                       flush=True)
         print(f"**{folder.name} mean ({len(totals['input'])} files)** | | | | " + " | ".join(
-            "{:.3f}/{:.3f}/{:.2f}".format(*np.mean(v, axis=0)) for v in totals.values()), flush=True)
+            "/".join(f"{x:.3f}" for x in np.mean(v, axis=0)) for v in totals.values()), flush=True)
 
 
 if __name__ == "__main__":
