@@ -27,7 +27,8 @@ def test_shipped_model_has_metadata_and_matching_checksum() -> None:
     model = load_model(DEFAULT_MODEL)
     assert model.info.sha256 == meta["sha256"]
     assert (meta["sample_rate"], meta["frame_length"], meta["hop_length"]) == (16000, 512, 256)
-    assert (weights_dir() / f"{DEFAULT_MODEL}.onnx").stat().st_size < 5 * 2**20
+    # a few MB: the shipped network is an ensemble of two 3.3 MB members
+    assert (weights_dir() / f"{DEFAULT_MODEL}.onnx").stat().st_size < 8 * 2**20
 
 
 def test_model_state_makes_block_calls_equal_one_call(rng: np.random.Generator) -> None:

@@ -1,4 +1,4 @@
-"""The training data split and a network of non-default width through training and export."""
+"""The training data split, a network of non-default width and an ensemble through training and export."""
 
 from __future__ import annotations
 
@@ -60,6 +60,42 @@ def test_a_narrow_network_trains_and_exports_with_its_own_width(shared_data: Pat
     gains = session.run(["gains"], {"magnitude": magnitude[None],
                                     "state_in": np.zeros((1, 1, 12), np.float32)})[0][0]
     np.testing.assert_allclose(gains, torch_gains(load_run(run), magnitude), atol=1e-4)
+
+
+def test_two_runs_export_as_one_streaming_ensemble(shared_data: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from audiomend.errors import BadOptionError
+    from audiomend.train.export import export, load_run, load_runs, torch_gains
+    from audiomend.train.loop import TrainConfig, train
+
+    smoke = shared_data / "smoke"
+    runs = []
+    for seed, hidden in ((0, 12), (1, 12), (2, 10)):
+        config = TrainConfig(speech=[str(smoke / "speech")], noise=[str(smoke / "noise")], steps=1,
+                             batch_size=2, validate_every=1, validation_examples=2, holdout_every=3,
+                             embed=8, hidden=hidden, layers=1, seed=seed)
+        runs.append(tmp_path / f"run{seed}")
+        train(config, runs[-1], progress=lambda m: None)
+    onnx_path = export(runs[:2], tmp_path / "pair.onnx")
+    meta = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert meta["state_shape"] == [2, 1, 12] and len(meta["training"]["members"]) == 2
+
+    magnitude = np.abs(np.random.default_rng(1).standard_normal((9, 257))).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    run = lambda frames, state: session.run(["gains", "state_out"],  # noqa: E731
+                                            {"magnitude": frames[None], "state_in": state})
+    gains, _ = run(magnitude, np.zeros((2, 1, 12), np.float32))
+    # known answer: the geometric mean of the members' own gains; and ONNX == torch
+    a, b = (torch_gains(load_run(r), magnitude) for r in runs[:2])
+    np.testing.assert_allclose(gains[0], np.sqrt(a * b), atol=1e-4)
+    np.testing.assert_allclose(gains[0], torch_gains(load_runs(runs[:2]), magnitude), atol=1e-4)
+    # streams: two blocks with the state carried equal one call
+    first, state = run(magnitude[:4], np.zeros((2, 1, 12), np.float32))
+    second, _ = run(magnitude[4:], state)
+    np.testing.assert_allclose(np.concatenate([first[0], second[0]]), gains[0], atol=1e-5)
+    with pytest.raises(BadOptionError, match="share layers and hidden width"):
+        export([runs[0], runs[2]], tmp_path / "mismatched.onnx")
 
 
 def test_rolloff_mixes_lack_the_top_of_the_band() -> None:

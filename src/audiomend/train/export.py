@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 
 from audiomend import __version__
 from audiomend.errors import BadOptionError
-from audiomend.train.network import FRAME_LENGTH, HOP_LENGTH, N_BINS, SAMPLE_RATE, MaskGRU
+from audiomend.train.network import FRAME_LENGTH, HOP_LENGTH, N_BINS, SAMPLE_RATE, MaskEnsemble, MaskGRU
 
 
 def load_run(run_dir: str | Path) -> MaskGRU:
@@ -32,10 +33,31 @@ def load_run(run_dir: str | Path) -> MaskGRU:
     return model.eval()
 
 
-def export(run_dir: str | Path, out_path: str | Path) -> Path:
-    """Export ``run_dir``'s checkpoint to ``out_path`` (.onnx) plus its .json sidecar."""
-    run_dir, out_path = Path(run_dir), Path(out_path)
-    model = load_run(run_dir)
+def load_runs(run_dirs: Sequence[str | Path]) -> MaskGRU | MaskEnsemble:
+    """One run's network, or several runs' as a :class:`MaskEnsemble`."""
+    models = [load_run(r) for r in run_dirs]
+    return models[0] if len(models) == 1 else MaskEnsemble(models).eval()
+
+
+def _training_summary(run_dir: Path) -> dict:
+    log = run_dir / "log.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+    validation = [r for r in rows if "pesq_wb" in r]
+    data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else None
+    return {"steps": validation[-1]["step"] if validation else None,
+            "validation": validation[-1] if validation else None, "data": data, "config": config}
+
+
+def export(run_dirs: str | Path | Sequence[str | Path], out_path: str | Path) -> Path:
+    """Export a run's checkpoint (or several runs' as an ensemble, the geometric mean of their
+    gains) to ``out_path`` (.onnx) plus its .json sidecar."""
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
+    out_path = Path(out_path)
+    try:
+        model = load_runs(run_dirs)
+    except ValueError as exc:
+        raise BadOptionError(f"export: {exc}") from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     magnitude = torch.rand(1, 7, N_BINS)
     state = model.initial_state(1)
@@ -45,25 +67,20 @@ def export(run_dir: str | Path, out_path: str | Path) -> Path:
         opset_version=17, dynamo=False,
     )
     digest = hashlib.sha256(out_path.read_bytes()).hexdigest()
-    log = run_dir / "log.jsonl"
-    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
-    validation = [r for r in rows if "pesq_wb" in r]
-    data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
+    summaries = [_training_summary(r) for r in run_dirs]
     meta = {
         "name": out_path.stem, "sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH,
         "hop_length": HOP_LENGTH, "n_bins": N_BINS, "window": "sqrt-hann (periodic)",
         "state_shape": list(state.shape), "version": __version__, "sha256": digest,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "training": {"steps": validation[-1]["step"] if validation else None,
-                     "validation": validation[-1] if validation else None, "data": data,
-                     "config": json.loads((run_dir / "config.json").read_text())
-                     if (run_dir / "config.json").exists() else None},
+        # one run: its summary; an ensemble: the first member's, and every member's in "members"
+        "training": summaries[0] if len(summaries) == 1 else {**summaries[0], "members": summaries},
     }
     out_path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return out_path
 
 
-def torch_gains(model: MaskGRU, magnitude: np.ndarray) -> np.ndarray:
+def torch_gains(model: MaskGRU | MaskEnsemble, magnitude: np.ndarray) -> np.ndarray:
     """Gains of the torch model for ``(frames, bins)`` magnitudes, one call from a zero state."""
     with torch.no_grad():
         gains, _ = model(torch.from_numpy(magnitude[np.newaxis]), model.initial_state(1))

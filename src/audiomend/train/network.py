@@ -44,6 +44,35 @@ class MaskGRU(nn.Module):
         return gains, state_out
 
 
+class MaskEnsemble(nn.Module):
+    """Several trained MaskGRUs as one streaming network: the geometric mean of their gains.
+
+    Members must share ``hidden`` and ``layers``; their states are stacked along the first
+    axis, so the ensemble's state is ``(members * layers, batch, hidden)`` and it streams
+    exactly like one MaskGRU (same inputs and outputs, only a taller state).
+    """
+
+    def __init__(self, members: list[MaskGRU]):
+        super().__init__()
+        shapes = {(m.layers, m.hidden) for m in members}
+        if len(members) < 1 or len(shapes) != 1:
+            raise ValueError(f"ensemble members must share layers and hidden width, got {shapes}")
+        self.members = nn.ModuleList(members)
+        self.layers, self.hidden = members[0].layers, members[0].hidden
+
+    def initial_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros(self.layers * len(self.members), batch, self.hidden)
+
+    def forward(self, magnitude: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_gains, states = [], []
+        for member, member_state in zip(self.members, torch.split(state, self.layers, dim=0)):
+            gains, member_state = member(magnitude, member_state)
+            log_gains.append(torch.log(gains.clamp_min(1e-6)))
+            states.append(member_state)
+        # geometric mean: a bin is cut as deep as the members agree it should be, on average in dB
+        return torch.exp(torch.stack(log_gains).mean(dim=0)), torch.cat(states, dim=0)
+
+
 def stft(audio: torch.Tensor) -> torch.Tensor:
     """Complex STFT ``(batch, frames, bins)`` of ``(batch, samples)`` audio, sqrt-Hann window.
 
