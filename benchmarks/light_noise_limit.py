@@ -14,8 +14,8 @@ ESTOI / SI-SDR per file and per set. Files the chain does not denoise are counte
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from make_dev_corpus import held_out
 
 from audiomend.degradations.bandlimit import bandlimit
 from audiomend.degradations.noise import add_noise
 from audiomend.io import load
 from audiomend.train.data import _files
-from make_dev_corpus import held_out
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VIA_RATES_HZ = (8000, 16000)

@@ -83,8 +83,10 @@ def test_two_runs_export_as_one_streaming_ensemble(shared_data: Path, tmp_path: 
 
     magnitude = np.abs(np.random.default_rng(1).standard_normal((9, 257))).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    run = lambda frames, state: session.run(["gains", "state_out"],  # noqa: E731
-                                            {"magnitude": frames[None], "state_in": state})
+
+    def run(frames: np.ndarray, state: np.ndarray) -> list:
+        return session.run(["gains", "state_out"], {"magnitude": frames[None], "state_in": state})
+
     gains, _ = run(magnitude, np.zeros((2, 1, 12), np.float32))
     # known answer: the geometric mean of the members' own gains; and ONNX == torch
     a, b = (torch_gains(load_run(r), magnitude) for r in runs[:2])

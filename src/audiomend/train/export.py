@@ -17,7 +17,14 @@ import torch
 
 from audiomend import __version__
 from audiomend.errors import BadOptionError
-from audiomend.train.network import FRAME_LENGTH, HOP_LENGTH, N_BINS, SAMPLE_RATE, MaskEnsemble, MaskGRU
+from audiomend.train.network import (
+    FRAME_LENGTH,
+    HOP_LENGTH,
+    N_BINS,
+    SAMPLE_RATE,
+    MaskEnsemble,
+    MaskGRU,
+)
 
 
 def load_run(run_dir: str | Path) -> MaskGRU:
