@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,6 @@ from audiomend.io import load
 from audiomend.metrics import compute
 from audiomend.pipeline import RestoreChain, plan
 
-METRICS = tuple(os.environ.get("LIMIT_METRICS", "pesq_wb,estoi,si_sdr").split(","))
 
 
 def run(stages: list, audio: np.ndarray, rate: int) -> np.ndarray:
@@ -42,10 +40,12 @@ def main() -> None:
     parser.add_argument("dirs", nargs="+", type=Path)
     parser.add_argument("--limits", default="30,24,18,15,12,9")
     parser.add_argument("--denoiser", default="neural")
+    parser.add_argument("--metrics", default="pesq_wb,estoi,si_sdr", help="comma-separated")
     args = parser.parse_args()
     limits = [float(v) for v in args.limits.split(",")]
+    metrics = args.metrics.split(",")
     print("set | file | est. SNR dB | limit planned | " + " | ".join(
-        ["input", "planned"] + [f"{v:g} dB" for v in limits]) + "  (PESQ-WB/ESTOI/SI-SDR)")
+        ["input", "planned"] + [f"{v:g} dB" for v in limits]) + f"  ({'/'.join(metrics)})")
     for folder in args.dirs:
         totals: dict[str, list] = {}
         for path in sorted((folder / "degraded").glob("*")):
@@ -58,7 +58,7 @@ def main() -> None:
             for limit in limits:
                 outputs[f"{limit:g}"] = run(with_limit(stages, limit), audio, rate) if denoise \
                     else outputs["planned"]
-            row = {k: [compute(m, y, rate, reference=reference) for m in METRICS]
+            row = {k: [compute(m, y, rate, reference=reference) for m in metrics]
                    for k, y in outputs.items()}
             for k, v in row.items():
                 totals.setdefault(k, []).append(v)

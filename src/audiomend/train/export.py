@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +33,7 @@ def load_run(run_dir: str | Path) -> MaskGRU:
     checkpoint = Path(run_dir) / "checkpoint.pt"
     if not checkpoint.is_file():
         raise BadOptionError(f"{run_dir}: no checkpoint.pt; train first (audiomend train ... --out {run_dir})")
-    config = Path(run_dir) / "config.json"
-    dims = json.loads(config.read_text()) if config.is_file() else {}
+    dims = _read_json(Path(run_dir) / "config.json", {})
     # runs from before the widths were configurable used 96/160/2 and saved no widths
     model = MaskGRU(**{k: dims.get(k, old) for k, old in (("embed", 96), ("hidden", 160), ("layers", 2))})
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
@@ -46,14 +46,19 @@ def load_runs(run_dirs: Sequence[str | Path]) -> MaskGRU | MaskEnsemble:
     return models[0] if len(models) == 1 else MaskEnsemble(models).eval()
 
 
+def _read_json(path: Path, default: Any) -> Any:
+    """``path``'s JSON, or ``default`` when a run folder lacks the file."""
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
 def _training_summary(run_dir: Path) -> dict:
     log = run_dir / "log.jsonl"
-    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.is_file() else []
     validation = [r for r in rows if "pesq_wb" in r]
-    data = json.loads((run_dir / "data.json").read_text()) if (run_dir / "data.json").exists() else {}
-    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").exists() else None
     return {"steps": validation[-1]["step"] if validation else None,
-            "validation": validation[-1] if validation else None, "data": data, "config": config}
+            "validation": validation[-1] if validation else None,
+            "data": _read_json(run_dir / "data.json", {}),
+            "config": _read_json(run_dir / "config.json", None)}
 
 
 def export(run_dirs: str | Path | Sequence[str | Path], out_path: str | Path) -> Path:

@@ -36,10 +36,10 @@ class TrainConfig:
     validation_examples: int = 24
     holdout_every: int = 20  # every Nth speech clip and noise is held out for validation
     si_sdr_weight: float = 0.001  # weight of -SI-SDR (dB) of the waveform, beside the spectral loss
-    # Network width (see network.MaskGRU): the shipped model's. (Runs from before these fields
-    # existed used 96/160/2; resuming one needs them added to its config.json.)
     # Share of examples low-passed at 7.0-7.9 kHz like resampled material (MixSettings.p_rolloff).
     p_rolloff: float = 0.0
+    # Network width (see network.MaskGRU): the shipped model's. (Runs from before these fields
+    # existed used 96/160/2; resuming one needs them added to its config.json.)
     embed: int = 128
     hidden: int = 256
     layers: int = 2

@@ -55,7 +55,7 @@ class MaskEnsemble(nn.Module):
     def __init__(self, members: list[MaskGRU]):
         super().__init__()
         shapes = {(m.layers, m.hidden) for m in members}
-        if len(members) < 1 or len(shapes) != 1:
+        if len(shapes) != 1:  # also refuses an empty list
             raise ValueError(f"ensemble members must share layers and hidden width, got {shapes}")
         self.members = nn.ModuleList(members)
         self.layers, self.hidden = members[0].layers, members[0].hidden
