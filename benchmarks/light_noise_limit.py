@@ -25,7 +25,6 @@ from audiomend.metrics import compute
 from audiomend.pipeline import RestoreChain, plan
 
 
-
 def run(stages: list, audio: np.ndarray, rate: int) -> np.ndarray:
     return RestoreChain(stages, rate, rate, audio.shape[0]).run(audio)
 
