@@ -26,6 +26,7 @@ from audiomend.errors import BadAudioError, BadOptionError
 from audiomend.io import load
 from audiomend.pipeline import (
     REPAIR_ORDER,
+    REVERB_LIMIT_DB,
     RestoreChain,
     RestoreOptions,
     plan,
@@ -137,8 +138,13 @@ def test_plan_networks_cut_light_noise_less_deeply():
     assert limit(23.0) == pytest.approx(26.0)
     assert limit(25.0) == limit(40.0) == 12.0
     assert limit(24.0, denoiser="rnnoise") == pytest.approx(19.0)
-    # there for reverberation, the network keeps its full depth whatever the SNR
+    # reverberation with noise: full depth whatever the SNR ...
     assert limit(24.0, reverb=REVERB) == 40.0
+    # ... reverberation alone: the shallower reverb limit, and only for our network (the
+    # peers are not planned for reverberation alone)
+    (alone,) = [s for s in plan(diag(reverb=REVERB)) if s.name == "denoise"]
+    assert alone.attenuation_limit_db == REVERB_LIMIT_DB < 40.0
+    assert not [s for s in plan(diag(reverb=REVERB), denoiser="rnnoise") if s.name == "denoise"]
     # the classical denoiser's depth already follows the SNR through its strength
     assert limit(24.0, denoiser="classical") == 30.0
 
