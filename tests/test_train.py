@@ -42,7 +42,7 @@ def test_adding_a_speech_folder_keeps_the_held_out_clips_and_shares_examples(
 def test_a_narrow_network_trains_and_exports_with_its_own_width(shared_data: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from audiomend.train.export import export, load_run, torch_gains
+    from audiomend.train.export import export, load_run, round_weights_to_float16, torch_gains
     from audiomend.train.loop import TrainConfig, train
 
     smoke = shared_data / "smoke"
@@ -53,20 +53,31 @@ def test_a_narrow_network_trains_and_exports_with_its_own_width(shared_data: Pat
     train(config, run, progress=lambda m: None)
     onnx_path = export(run, tmp_path / "narrow.onnx")
     meta = json.loads(onnx_path.with_suffix(".json").read_text())
-    assert meta["state_shape"] == [1, 1, 12]
+    assert meta["state_shape"] == [1, 1, 12] and meta["weights_dtype"] == "float16"
+    import onnx
+
+    stored = {t.data_type for t in onnx.load(str(onnx_path)).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in stored
 
     magnitude = np.abs(np.random.default_rng(1).standard_normal((9, 257))).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     gains = session.run(["gains"], {"magnitude": magnitude[None],
                                     "state_in": np.zeros((1, 1, 12), np.float32)})[0][0]
-    np.testing.assert_allclose(gains, torch_gains(load_run(run), magnitude), atol=1e-4)
+    shipped = round_weights_to_float16(load_run(run))
+    np.testing.assert_allclose(gains, torch_gains(shipped, magnitude), atol=1e-4)
 
 
 def test_two_runs_export_as_one_streaming_ensemble(shared_data: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from audiomend.errors import BadOptionError
-    from audiomend.train.export import export, load_run, load_runs, torch_gains
+    from audiomend.train.export import (
+        export,
+        load_run,
+        load_runs,
+        round_weights_to_float16,
+        torch_gains,
+    )
     from audiomend.train.loop import TrainConfig, train
 
     smoke = shared_data / "smoke"
@@ -89,9 +100,10 @@ def test_two_runs_export_as_one_streaming_ensemble(shared_data: Path, tmp_path: 
 
     gains, _ = run(magnitude, np.zeros((2, 1, 12), np.float32))
     # known answer: the geometric mean of the members' own gains; and ONNX == torch
-    a, b = (torch_gains(load_run(r), magnitude) for r in runs[:2])
+    a, b = (torch_gains(round_weights_to_float16(load_run(r)), magnitude) for r in runs[:2])
     np.testing.assert_allclose(gains[0], np.sqrt(a * b), atol=1e-4)
-    np.testing.assert_allclose(gains[0], torch_gains(load_runs(runs[:2]), magnitude), atol=1e-4)
+    ensemble = round_weights_to_float16(load_runs(runs[:2]))
+    np.testing.assert_allclose(gains[0], torch_gains(ensemble, magnitude), atol=1e-4)
     # streams: two blocks with the state carried equal one call
     first, state = run(magnitude[:4], np.zeros((2, 1, 12), np.float32))
     second, _ = run(magnitude[4:], state)
