@@ -94,7 +94,7 @@ def test_smoke_training_export_and_onnx_equals_torch(shared_data: Path, tmp_path
     """A few steps on smoke clips: the training path runs, resumes, exports, and ONNX == torch."""
     import onnxruntime as ort
 
-    from audiomend.train.export import export, load_run, torch_gains
+    from audiomend.train.export import export, load_run, round_weights_to_float16, torch_gains
     from audiomend.train.loop import TrainConfig, train
 
     smoke = shared_data / "smoke"
@@ -107,13 +107,23 @@ def test_smoke_training_export_and_onnx_equals_torch(shared_data: Path, tmp_path
     train(config, run, resume=True, progress=lambda m: None)
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps[-1] == 3 and (run / "curve.png").is_file()
+    # a finished run committed with its weights only resumes with a fresh optimiser
+    import torch
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.save({"model": state["model"], "step": state["step"]}, run / "checkpoint.pt")
+    config.steps, messages = 4, []
+    train(config, run, resume=True, progress=messages.append)
+    assert any("from weights only" in m for m in messages)
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 4
 
     onnx_path = export(run, tmp_path / "tiny.onnx")
     magnitude = np.abs(np.random.default_rng(0).standard_normal((40, 257))).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     state = np.zeros(json.loads(onnx_path.with_suffix(".json").read_text())["state_shape"], np.float32)
     onnx_gains = session.run(["gains"], {"magnitude": magnitude[None], "state_in": state})[0][0]
-    np.testing.assert_allclose(onnx_gains, torch_gains(load_run(run), magnitude), atol=1e-4)
+    shipped = round_weights_to_float16(load_run(run))   # the weights ship as float16
+    np.testing.assert_allclose(onnx_gains, torch_gains(shipped, magnitude), atol=1e-4)
 
 
 def _quiet_speech_over_floor(speech_16k, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:

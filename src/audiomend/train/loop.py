@@ -194,10 +194,13 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True)
         model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
         rng = np.random.default_rng(config.seed + step)  # a fresh, reproducible stream after resume
-        progress(f"resumed {run_dir} at step {step}")
+        if "optimiser" in state:
+            optimiser.load_state_dict(state["optimiser"])
+            progress(f"resumed {run_dir} at step {step}")
+        else:  # a finished run committed with its weights only, to keep the repository small
+            progress(f"resumed {run_dir} at step {step} from weights only: the optimiser restarts")
     progress(f"model: {count_parameters(model)} parameters; data: {summary}")
 
     def save() -> None:
