@@ -40,7 +40,8 @@ METRICS = ("pesq_wb", "estoi")
 
 
 def rooms(rng: np.random.Generator, speech: list[Path], per_clip: int):
-    """Yield (name, dry, reverberant, low-passed reverberant, rt60_s) at 16 kHz, -26 dBFS rms."""
+    """Yield (name, dry, reverberant, low-passed reverberant, rt60_s, sample_rate); 16 kHz clips
+    at -26 dBFS rms, scaled together to peak at most 0.9."""
     for path in speech:
         dry, rate = load(path)
         dry = dry[:, : 6 * rate]
