@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from light_noise_limit import run, with_limit
+from make_dev_corpus import SHARED, held_out
 
 from audiomend.degradations.bandlimit import bandlimit
 from audiomend.degradations.reverb import reverberate
@@ -33,7 +34,6 @@ from audiomend.metrics import compute
 from audiomend.pipeline import plan
 from audiomend.train.data import _files
 
-TRAIN_SPEECH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train" / "speech"
 ROOMS_M = ((5.0, 4.0, 3.0), (6.0, 4.0, 3.0), (8.0, 6.0, 3.0))
 CUTOFFS_HZ = (3400.0, 4000.0, 5500.0)
 METRICS = ("pesq_wb", "estoi")
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--by-noise", action="store_true")
     args = parser.parse_args()
     limits = [float(v) for v in args.limits.split(",")]
-    speech = [f for i, f in enumerate(_files([TRAIN_SPEECH])) if i % 20 == 19]
+    speech = held_out(_files([SHARED / "speech"]), 20)
     rng = np.random.default_rng(args.seed)
     columns = ["input", "planned"] + [f"{v:g} dB" for v in limits] + ["no WPE"]
     scores: dict[tuple[str, str], list] = {}
