@@ -140,10 +140,17 @@ def test_plan_networks_cut_light_noise_less_deeply():
     assert limit(24.0, denoiser="rnnoise") == pytest.approx(19.0)
     # reverberation with noise: full depth whatever the SNR ...
     assert limit(24.0, reverb=REVERB) == 40.0
-    # ... reverberation alone: the shallower reverb limit, and only for our network (the
-    # peers are not planned for reverberation alone)
-    (alone,) = [s for s in plan(diag(reverb=REVERB)) if s.name == "denoise"]
-    assert alone.attenuation_limit_db == REVERB_LIMIT_DB < 40.0
+    # ... reverberation alone: shallower, 12 dB for rooms reading up to 0.8 s, 20 dB from
+    # 1.0 s, linear in between (0.9 s: half way); and only for our network (the peers are not
+    # planned for reverberation alone)
+    def reverb_limit(rt60_s: float) -> float:
+        (stage,) = [s for s in plan(diag(reverb=ReverbFinding(rt60_s, 0.9, True)))
+                    if s.name == "denoise"]
+        return stage.attenuation_limit_db
+
+    assert reverb_limit(0.6) == reverb_limit(0.8) == REVERB_LIMIT_DB[0] == 12.0
+    assert reverb_limit(0.9) == pytest.approx(16.0)
+    assert reverb_limit(1.0) == reverb_limit(2.5) == REVERB_LIMIT_DB[1] == 20.0
     assert not [s for s in plan(diag(reverb=REVERB), denoiser="rnnoise") if s.name == "denoise"]
     # the classical denoiser's depth already follows the SNR through its strength
     assert limit(24.0, denoiser="classical") == 30.0
