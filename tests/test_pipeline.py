@@ -156,6 +156,23 @@ def test_plan_networks_cut_light_noise_less_deeply():
     assert limit(24.0, denoiser="classical") == 30.0
 
 
+def test_plan_fills_a_low_band_edge_less_in_clean_recordings():
+    need("bandwidth")
+
+    def fill_db(cutoff_hz: float, snr_db: float) -> float:
+        noise = NoiseFinding(snr_db, 0.9, snr_db < 25.0)
+        (stage,) = plan(diag(bandwidth=BandwidthFinding(cutoff_hz, 0.9, True), noise=noise),
+                        stages=["bandwidth"])
+        return stage.fill_gain_db
+
+    # clean (estimated SNR >= 35 dB): 6 dB less fill at edges up to 4 kHz, none from 5 kHz
+    assert fill_db(3400.0, 45.0) == fill_db(4000.0, 35.0) == -36.0
+    assert fill_db(4500.0, 45.0) == pytest.approx(-33.0)
+    assert fill_db(5000.0, 45.0) == fill_db(6500.0, 60.0) == -30.0
+    # a noise floor, found or not: the flat level
+    assert fill_db(3400.0, 30.0) == fill_db(3400.0, 12.0) == -30.0
+
+
 def test_plan_parameters_come_from_the_diagnosis():
     need("dehum", "declip", "loudness")
     quiet = LevelFinding(-40.0, 1.0, True)

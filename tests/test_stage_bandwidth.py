@@ -88,7 +88,8 @@ def test_extension_lowers_lsd_at_16k_and_keeps_pesq(speech_16k):
         limited = lowpass(clean, rate, cut)
         cutoff = estimate_bandwidth(limited, rate).cutoff_hz
         wide = bandwidth(limited, rate, cutoff_hz=cutoff)
-        assert lsd_db(clean, wide, rate) < lsd_db(clean, limited, rate) - 0.1
+        # a small LSD gain at a low edge: the fill stays 6 dB lower there, for PESQ's sake
+        assert lsd_db(clean, wide, rate) < lsd_db(clean, limited, rate) - 0.03
         before = pesq.pesq(rate, clean[0], limited[0], "wb")
         after = pesq.pesq(rate, clean[0], wide[0], "wb")
         assert after >= before - 0.01, cut
@@ -178,9 +179,27 @@ def test_stage_contract():
     assert Stage.from_dict(json.loads(json.dumps(stage.to_dict()))) == stage
 
 
+def test_fill_level_scales_the_added_band(speech_16k):
+    """Known answer: where the band is empty (deficit 1) the fill's power follows its level, so
+    -36 dB adds 6 dB less than -30 dB; the default follows the edge (-36 dB at 3.4 kHz)."""
+    clean, rate = speech_16k
+    limited = lowpass(clean, rate, 3400.0)
+    cutoff = estimate_bandwidth(limited, rate).cutoff_hz
+
+    def added_db(**kw) -> float:
+        added = bandwidth(limited, rate, cutoff_hz=cutoff, **kw) - limited
+        high = signal.sosfilt(signal.butter(8, 4500.0, "high", fs=rate, output="sos"), added)
+        return 10 * np.log10(np.mean(high ** 2))
+
+    assert added_db(fill_gain_db=-30.0) - added_db(fill_gain_db=-36.0) == pytest.approx(6.0, abs=0.3)
+    assert added_db() == pytest.approx(added_db(fill_gain_db=-36.0), abs=1e-6)
+
+
 def test_bad_options():
     with pytest.raises(BadOptionError, match="cutoff_hz"):
         Bandwidth(cutoff_hz=0.0)
+    with pytest.raises(BadOptionError, match="fill_gain_db"):
+        Bandwidth(cutoff_hz=4000.0, fill_gain_db=6.0)
     with pytest.raises(BadOptionError, match="strength"):
         bandwidth(np.zeros((1, 10), np.float32), 16000, strength=-1.0)
     with pytest.raises(BadAudioError):

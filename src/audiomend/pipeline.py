@@ -391,7 +391,10 @@ def _make_stage(cls: type, name: str, d: Diagnosis, *, strength: float, target_l
         cutoff = _bandwidth_cutoff_hz(d, out_rate)
         if cutoff is None:
             return None
-        return build(cutoff_hz=round(cutoff, 1), strength=s)
+        from audiomend.stages.bandwidth import default_fill_gain_db
+
+        return build(cutoff_hz=round(cutoff, 1), strength=s,
+                     fill_gain_db=default_fill_gain_db(cutoff, d.noise.snr_db))
     if name == "loudness":
         gain = _loudness_gain_db(d, target_lufs) if (normalise or d.level.present) else None
         if gain is None and d.clipping.present and not forced:
