@@ -59,9 +59,9 @@ _ACTIVE_DB = 40.0
 #: ``_FILL_EDGES_HZ[1]`` up and ``_LOW_EDGE_FILL_DB`` lower from ``_FILL_EDGES_HZ[0]`` down
 #: (linear in between), where the source octave is the formant region, which overstates the band
 #: above it. On 133 training clips per edge (benchmarks/bwe_fill_level.md) the best level
-#: against -30 dB was -6 dB at 3.4 and 4 kHz and through 8 kHz (PESQ-WB +0.04 / +0.03 / +0.02;
-#: files made worse than the input 34 -> 14, 31 -> 16, 24 -> 10), -3 dB at 4.5 kHz and 0 dB from
-#: 5 kHz. Not in recordings with a noise floor (estimated SNR under ``_LOW_FILL_MIN_SNR_DB``):
+#: against -30 dB was -6 dB at 3.4 and 4 kHz and through 8 kHz (PESQ-WB +0.035 / +0.031 /
+#: +0.017; files made worse than the input 34 -> 16, 31 -> 16, 24 -> 10), -3 dB at 4.5 kHz and
+#: 0 dB from 5 kHz. Not in recordings with a noise floor (estimated SNR under ``_LOW_FILL_MIN_SNR_DB``):
 #: there the lower fill lost on training clips under 30 dB (-0.07 PESQ, 13 of 16 worse) and on
 #: every noisy dev file with a low edge (13 files reading 20-35 dB: 12 worse).
 _EXTRA_DECAY_DB_PER_OCT = 3.0
