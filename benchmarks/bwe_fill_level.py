@@ -4,10 +4,10 @@ Clean 16 kHz clips of ``train/speech`` (every ``--every``-th, the first 6 s) are
 way the damage simulator does it (10th-order low-pass at each ``--cutoffs`` frequency; "8k" is
 a trip through 8 kHz and back with soxr, like telephone-rate material), diagnosed, and extended
 by the planned ``bandwidth`` stage at each fill level of ``--levels-db`` (the stage's
-``fill_gain_db``: dB against its extrapolated envelope) and at the default, which follows the
-band edge (``default``). Files where the
-diagnosis finds no band limit are counted and skipped, as the chain would leave them. Prints
-PESQ-WB means per cutoff and level, and how many files each level makes worse than the input.
+``fill_gain_db``: dB against its extrapolated envelope) and at the planned level ("default",
+which follows the band edge and the estimated SNR). Files where the diagnosis finds no band
+limit are counted and skipped, as the chain would leave them. Prints PESQ-WB means per cutoff
+and level, and how many files each level makes worse than the input.
 
 The band extension is classical (nothing trained on these clips), so all of train/speech may be
 used; the held-out slice is excluded anyway to keep it clean for the network's dev sets.
